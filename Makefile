@@ -5,10 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+PROTO_FILES := $(shell find protos/mtw -name '*.proto' | sort)
+# google/api and google/rpc protos, copied from the googleapis-common-protos wheel
+# into a git-ignored buf module so `buf` works offline (see protos/buf.yaml).
+PROTO_DEPS := protos/.deps/googleapis
+# Branch `buf breaking` compares against.
+BUF_AGAINST ?= main
 GENERATED := mtw/common mtw/dataset mtw/training mtw/evaluation mtw/registry
 
-.PHONY: install generate run test test-unit test-integration lint bench clean
+.PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean
 
 install: $(STAMP) generate node_modules/.installed
 
@@ -44,12 +49,29 @@ test-unit: install
 test-integration: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/integration
 
-lint: install
-	npx --no-install buf lint protos
+proto-deps:
+	site=$$($(PY) -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parent)') && \
+	for d in api rpc; do mkdir -p $(PROTO_DEPS)/google/$$d && cp $$site/$$d/*.proto $(PROTO_DEPS)/google/$$d/; done
+
+lint: install buf-lint buf-breaking
 	$(BIN)/ruff check .
+
+buf-lint: proto-deps
+	npx --no-install buf lint protos
+
+# Compares protos/ with the same folder on $(BUF_AGAINST). buf cannot read the
+# git-ignored google module from a git input, so the branch's protos are
+# exported to a temporary folder and given the local google module and today's
+# buf.yaml. Offline throughout.
+buf-breaking: proto-deps
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	git archive $(BUF_AGAINST) protos | tar -x -C "$$tmp" && \
+	mkdir -p "$$tmp/protos/.deps" && cp -r $(PROTO_DEPS) "$$tmp/protos/.deps/" && \
+	cp protos/buf.yaml "$$tmp/protos/buf.yaml" && \
+	npx --no-install buf breaking protos --against "$$tmp/protos"
 
 bench: install
 	$(PY) -m bench.upload
 
 clean:
-	rm -rf $(VENV) node_modules $(GENERATED)
+	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps
