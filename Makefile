@@ -35,7 +35,7 @@ generate: $(STAMP)
 	rm -rf $(GENERATED)
 	$(PY) -m grpc_tools.protoc -Iprotos -I$$($(PY) -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parents[1])') \
 		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_FILES)
-	find $(GENERATED) -type d -exec touch {}/__init__.py \;
+	find $$(ls -d $(GENERATED) 2>/dev/null) -type d -exec touch {}/__init__.py \;
 
 run: install
 	$(PY) -m devstack
