@@ -136,7 +136,7 @@ def _retry_kwargs(config: ClientConfig, idempotent: bool) -> dict[str, Any]:
     return {
         "retry": retry_if_exception_type(Unavailable),
         "stop": stop_after_attempt(1 + (config.retries if idempotent else 0)),
-        "wait": wait_exponential_jitter(initial=config.backoff, max=10.0, jitter=config.backoff),
+        "wait": wait_exponential_jitter(multiplier=config.backoff, max=10.0, jitter=config.backoff),
         "reraise": True,
     }
 
