@@ -245,7 +245,9 @@ class _Run:
 
     def finish(self, columns: list[str], *, had_bom: bool) -> IngestResult:
         issues = self.issues
-        if self.rows == 0 and not issues:
+        if self.rows == 0:
+            if issues:  # every record was rejected before mapping could start
+                raise issues.failure()
             raise issues.fatal(0, "", self._no_rows_message(columns), "NO_ROWS")
         assert self.resolved is not None
         task = self.resolved.task
