@@ -197,7 +197,11 @@ def from_rpc_error(error: grpc.RpcError) -> MtwApiError:
                 metadata.update(info.metadata)
     cls = _BY_CODE.get(code, MtwApiError)
     kwargs: dict[str, Any] = {
-        "code": code, "reason": reason, "domain": domain, "metadata": metadata, "status": status
+        "code": code,
+        "reason": reason,
+        "domain": domain,
+        "metadata": metadata,
+        "status": status,
     }
     if cls is InvalidArgument:
         err: MtwApiError = InvalidArgument(message, violations=violations, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,9 +163,9 @@ def _open(source: Source) -> _Opened:
     if not hasattr(source, "read"):
         raise TypeError(f"expected a path or a binary file object, got {type(source).__name__}")
     name = getattr(source, "name", None)
-    return _Opened(
-        source, False, os.path.basename(name) if isinstance(name, str) else "", _remaining(source)
-    )
+    # Pseudo-files are named like "<stdin>": not a file name worth sending.
+    base = os.path.basename(name) if isinstance(name, str) and not name.startswith("<") else ""
+    return _Opened(source, False, base, _remaining(source))
 
 
 def _remaining(f: IO[bytes]) -> int | None:
@@ -172,7 +173,10 @@ def _remaining(f: IO[bytes]) -> int | None:
     try:
         pos = f.tell()
         try:
-            return os.fstat(f.fileno()).st_size - pos
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a pipe or socket: its size means nothing
+                return None
+            return st.st_size - pos
         except (OSError, AttributeError, io.UnsupportedOperation):
             pass
         if f.seekable():

@@ -149,3 +149,21 @@ async def test_async_iteration_matches_sync(tmp_path):
     assert msgs[0].header.size_bytes == 3000
     assert [len(m.chunk) for m in msgs[1:]] == [1024, 1024, 952]
     assert b"".join(m.chunk for m in msgs[1:]) == data
+
+
+def test_pipe_has_unknown_size_and_no_pseudo_name():
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"a,b\n1,2\n")
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        msgs = list(UploadStream("projects/p/datasets/d", pipe, build_ingest_options()))
+    assert msgs[0].header.size_bytes == 0
+    assert msgs[0].header.options.file_name == ""
+    assert b"".join(m.chunk for m in msgs[1:]) == b"a,b\n1,2\n"
+
+
+def test_pseudo_file_names_are_not_sent():
+    buf = io.BytesIO(b"x")
+    buf.name = "<stdin>"
+    msgs = list(UploadStream("projects/p/datasets/d", buf, build_ingest_options()))
+    assert msgs[0].header.options.file_name == ""
