@@ -128,14 +128,17 @@ class CsvReader:
         self._check_quotes()
 
     def _check_header(self) -> None:
+        bad = False
         seen: set[str] = set()
         for i, name in enumerate(self.columns):
             if not name.strip():
                 self._issues.add(1, "", f"column {i + 1} of the header has no name", "BAD_HEADER")
+                bad = True
             elif name in seen:
                 self._issues.add(1, name, f"the header names column '{name}' twice", "BAD_HEADER")
+                bad = True
             seen.add(name)
-        if self._issues:
+        if bad:
             raise self._issues.failure()
 
     def _chunk(self, batch: pa.RecordBatch) -> TableChunk:
