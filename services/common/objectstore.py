@@ -235,6 +235,7 @@ class ObjectStore:
             scheme, _, endpoint = endpoint.partition("://")
             secure = scheme == "https"
         self.endpoint = endpoint.rstrip("/")
+        self._access_key, self._secret_key = access_key, secret_key
         self.bucket = bucket
         self.region = region
         self.secure = secure
@@ -310,6 +311,19 @@ class ObjectStore:
                         raise
 
         await self._run(make)
+
+    def arrow_filesystem(self):
+        """A pyarrow S3 filesystem on the same endpoint, for ranged Parquet reads
+        (paths are ``f"{bucket}/{key}"``)."""
+        from pyarrow import fs
+
+        return fs.S3FileSystem(
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+            endpoint_override=self.endpoint,
+            scheme="https" if self.secure else "http",
+            region=self.region,
+        )
 
     async def ping(self) -> bool:
         """Readiness probe: True when the bucket answers."""

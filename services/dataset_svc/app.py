@@ -17,7 +17,7 @@ from typing import Any
 
 from services.common import names, pagination
 from services.common.auth import Principal, audit, check_project
-from services.common.errors import FieldViolation, InvalidArgument, NotFound
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.filtering import parse_filter
 from services.common.objectstore import ObjectStore, safe_key
 from services.dataset_svc import preview
@@ -25,7 +25,7 @@ from services.dataset_svc.domain.ingest import IngestLimits, ingest
 from services.dataset_svc.domain.model import SPLITS, Dataset, DatasetVersion, IngestOptions, SplitInfo
 from services.dataset_svc.settings import DatasetSettings
 from services.dataset_svc.store import DatasetStore, NewVersion, quota_exceeded
-from services.dataset_svc.uploads import store_and_ingest, upload_too_large
+from services.dataset_svc.uploads import store_and_ingest
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,7 @@ class DatasetApp:
         quota = self.settings.dataset_project_quota_bytes
         if declared_size and used + declared_size > quota:
             raise quota_exceeded(project, used, declared_size, quota)
-        return await self._create_version(
-            principal, project, dataset_id, options, chunks, min(max_bytes, quota - used)
-        )
+        return await self._create_version(principal, project, dataset_id, options, chunks, used)
 
     async def import_version(
         self, principal: Principal, parent: str, source_uri: str, options: IngestOptions
@@ -169,8 +167,7 @@ class DatasetApp:
         if used + info.size > quota:
             raise quota_exceeded(project, used, info.size, quota)
         return await self._create_version(
-            principal, project, dataset_id, options, self.objects.iter_object(key),
-            self.settings.dataset_max_upload_bytes,
+            principal, project, dataset_id, options, self.objects.iter_object(key), used
         )
 
     def _import_key(self, project: str, source_uri: str) -> str:
@@ -188,7 +185,7 @@ class DatasetApp:
 
     async def _create_version(
         self, principal: Principal, project: str, dataset_id: str, options: IngestOptions,
-        chunks: AsyncIterable[bytes], max_bytes: int,
+        chunks: AsyncIterable[bytes], used_bytes: int,
     ) -> DatasetVersion:
         upload_id = uuid.uuid4().hex
         prefix = safe_key(OBJECT_ROOT, "projects", project, "datasets", dataset_id,
@@ -203,9 +200,16 @@ class DatasetApp:
                 def run_ingest(source: io.BufferedReader):
                     return ingest(source, options, workdir, limits=limits)
 
+                max_bytes, quota = self.settings.dataset_max_upload_bytes, self.settings.dataset_project_quota_bytes
+
+                def too_large() -> Exception:
+                    if max_bytes <= quota - used_bytes:
+                        return upload_too_large(max_bytes)
+                    return quota_exceeded(project, used_bytes, quota - used_bytes + 1, quota)
+
                 stored = await store_and_ingest(
                     chunks, object_store=self.objects, raw_key=raw_key, run_ingest=run_ingest,
-                    max_bytes=max_bytes,
+                    max_bytes=min(max_bytes, quota - used_bytes), too_large=too_large,
                 )
                 result = stored.ingest
                 splits, stored_bytes = [], stored.size_bytes
@@ -297,6 +301,15 @@ class DatasetApp:
 
     def _decode(self, token: str, fingerprint: str) -> dict:
         return pagination.decode_page_token(self.settings.page_token_secret, token, fingerprint)
+
+
+def upload_too_large(max_bytes: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"the upload is larger than the maximum of {max_bytes / 2**20:,.0f} MiB; "
+        "split the file or ask for a larger limit",
+        reason="UPLOAD_TOO_LARGE",
+        metadata={"max_bytes": str(max_bytes)},
+    )
 
 
 def _generated_id() -> str:

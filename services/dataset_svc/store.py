@@ -42,7 +42,7 @@ _DATASET_COLUMNS = """
       WHERE v.project = d.project AND v.dataset_id = d.dataset_id) AS version_count,
     (SELECT coalesce(max(version), 0) FROM dataset_versions v
       WHERE v.project = d.project AND v.dataset_id = d.dataset_id) AS latest_version,
-    (SELECT coalesce(sum(stored_bytes), 0) FROM dataset_versions v
+    (SELECT coalesce(sum(stored_bytes), 0)::bigint FROM dataset_versions v
       WHERE v.project = d.project AND v.dataset_id = d.dataset_id) AS size_bytes
 """
 
@@ -228,7 +228,7 @@ class DatasetStore:
     async def project_usage(self, project: str) -> int:
         """Bytes stored by all versions of the project."""
         return await self._pool.fetchval(
-            "SELECT coalesce(sum(stored_bytes), 0) FROM dataset_versions WHERE project = $1", project
+            "SELECT coalesce(sum(stored_bytes), 0)::bigint FROM dataset_versions WHERE project = $1", project
         )
 
     async def insert_version(self, new: NewVersion, quota_bytes: int) -> DatasetVersion:
@@ -238,7 +238,7 @@ class DatasetStore:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dataset-quota:' || $1))",
                                new.project)
             used = await conn.fetchval(
-                "SELECT coalesce(sum(stored_bytes), 0) FROM dataset_versions WHERE project = $1",
+                "SELECT coalesce(sum(stored_bytes), 0)::bigint FROM dataset_versions WHERE project = $1",
                 new.project,
             )
             if used + new.stored_bytes > quota_bytes:

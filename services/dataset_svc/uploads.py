@@ -12,7 +12,6 @@ from pathlib import Path
 
 import janus
 
-from services.common.errors import ResourceExhausted
 from services.common.objectstore import ObjectStore
 from services.dataset_svc.domain.ingest import IngestResult
 
@@ -68,8 +67,10 @@ async def store_and_ingest(
     raw_key: str,
     run_ingest: Callable[[io.BufferedReader], IngestResult],
     max_bytes: int,
+    too_large: Callable[[], Exception],
 ) -> StoredUpload:
-    """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread.
+    """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread; past
+    `max_bytes`, raises `too_large()`.
 
     Whichever side fails first stops the other: a parse error aborts the multipart
     upload (nothing is left in the bucket), a storage error or an oversize upload
@@ -96,7 +97,7 @@ async def store_and_ingest(
                 continue
             size += len(chunk)
             if size > max_bytes:
-                raise upload_too_large(max_bytes)
+                raise too_large()
             hasher.update(chunk)
             await hand_over(chunk)
             yield chunk
@@ -129,12 +130,3 @@ async def _stop_parser(queue: janus.Queue, parser: asyncio.Future) -> None:
         except Exception:  # noqa: BLE001 - full again: the parser will drain it
             pass
     await asyncio.wait({parser})
-
-
-def upload_too_large(max_bytes: int) -> ResourceExhausted:
-    return ResourceExhausted(
-        f"the upload is larger than the maximum of {max_bytes / 2**20:,.0f} MiB; "
-        "split the file or ask for a larger limit",
-        reason="UPLOAD_TOO_LARGE",
-        metadata={"max_bytes": str(max_bytes)},
-    )

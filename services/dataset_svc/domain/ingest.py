@@ -190,8 +190,10 @@ class _Run:
             redact_pii=opts.pii_handling == PiiHandling.REDACT)
         schema = canonical_schema(self.resolved.task)
         for split in SPLITS:
-            self.writers[split] = pq.ParquetWriter(self.workdir / f"{split}.parquet", schema,
-                                                   compression="zstd")
+            # dictionary pages only pay off for labels; for free text they cost time
+            self.writers[split] = pq.ParquetWriter(
+                self.workdir / f"{split}.parquet", schema, compression="zstd",
+                use_dictionary=["label"] if "label" in schema.names else False)
 
     # --- per chunk -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import orjson
@@ -240,7 +241,7 @@ class Canonicalizer:
 
     def _record_strings(self, chunk: RecordChunk, column: str, *,
                         required: bool) -> tuple[pa.Array, list[str]]:
-        raw = [rec.get(column) for rec in chunk.records]
+        raw = list(map(dict.get, chunk.records, repeat(column)))
         try:  # fast path: every value is a string or absent
             arr = pa.array(raw, pa.string())
         except (pa.ArrowTypeError, pa.ArrowInvalid):
@@ -363,6 +364,6 @@ def column_empty_counts(chunk: Chunk, columns: Sequence[str]) -> dict[str, int]:
             counts[name] = empty
         return counts
     for name in columns:
-        values = [rec.get(name) for rec in chunk.records]
+        values = list(map(dict.get, chunk.records, repeat(name)))
         counts[name] = values.count(None) + values.count("") + values.count([])
     return counts

@@ -336,7 +336,7 @@ def scan_array(arr: pa.Array, *, redact_matches: bool = False) -> ArrayScan:
     arr_nn = pc.fill_null(arr, "") if arr.null_count else arr
     counts = {kind: np.zeros(n, dtype=np.int32) for kind in KINDS}
 
-    email_rows = _indices(pc.match_substring(arr_nn, "@"))
+    email_rows = _indices(pc.match_substring_regex(arr_nn, "@"))
     other_rows = _indices(pc.match_substring_regex(arr_nn, _CANDIDATE_RE2))
     result.email_rows, result.other_rows = email_rows, other_rows
     # Rows with only e-mail candidates: RE2 does the counting and the replacing.

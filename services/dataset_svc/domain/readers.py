@@ -216,10 +216,9 @@ class JsonlReader:
 
     def chunks(self) -> Iterator[Chunk]:
         records: list[dict] = []
-        lines: list[int] = []
+        lines: list[np.ndarray] = []
         pending = b""
         line_no = 0
-        loads = orjson.loads
         issues = self._issues
         while True:
             chunk = self._stream.read(READ_BYTES)
@@ -233,32 +232,53 @@ class JsonlReader:
                     raise issues.fatal(line_no + len(parts) + 1, "",
                                        f"the line is longer than {self._max_line:,} bytes",
                                        "LINE_TOO_LONG")
-            for part in parts:
-                line_no += 1
-                try:
-                    obj = loads(part)
-                except orjson.JSONDecodeError as exc:
-                    if not part.strip():
-                        continue
-                    issues.add(line_no, "", f"not valid JSON: {exc}", "INVALID_JSON")
-                    continue
-                if type(obj) is not dict:
-                    issues.add(line_no, "", f"expected a JSON object, found {json_type(obj)}",
-                               "NOT_AN_OBJECT")
-                    continue
-                if not obj.keys() <= self._colset:
-                    for key in obj:
-                        if key not in self._colset:
-                            self._colset.add(key)
-                            self.columns.append(key)
-                records.append(obj)
-                lines.append(line_no)
+            objs, numbers = self._parse(parts, line_no)
+            line_no += len(parts)
+            if objs:
+                self._add_columns(objs)
+                records.extend(objs)
+                lines.append(numbers)
             if len(records) >= self._batch_rows or (not chunk and records):
-                arr = np.array(lines, dtype=np.int64)
+                arr = np.concatenate(lines)
                 yield RecordChunk(records, arr, arr)
                 records, lines = [], []
             if not chunk:
                 return
+
+    def _parse(self, parts: list[bytes], first: int) -> tuple[list[dict], np.ndarray]:
+        """Objects of `parts` (lines after line `first`) with their line numbers."""
+        try:  # fast path: every line is an object, parsed without a Python-level loop
+            objs = list(map(orjson.loads, parts))
+            if set(map(type, objs)) <= {dict}:
+                return objs, np.arange(first + 1, first + 1 + len(objs), dtype=np.int64)
+        except orjson.JSONDecodeError:
+            pass
+        objs = []
+        numbers = []
+        issues = self._issues
+        for n, part in enumerate(parts, first + 1):
+            try:
+                obj = orjson.loads(part)
+            except orjson.JSONDecodeError as exc:
+                if part.strip():
+                    issues.add(n, "", f"not valid JSON: {exc}", "INVALID_JSON")
+                continue
+            if type(obj) is not dict:
+                issues.add(n, "", f"expected a JSON object, found {json_type(obj)}",
+                           "NOT_AN_OBJECT")
+                continue
+            objs.append(obj)
+            numbers.append(n)
+        return objs, np.array(numbers, dtype=np.int64)
+
+    def _add_columns(self, objs: list[dict]) -> None:
+        if set().union(*objs) <= self._colset:
+            return
+        for obj in objs:
+            for key in obj:
+                if key not in self._colset:
+                    self._colset.add(key)
+                    self.columns.append(key)
 
 
 class JsonArrayReader:

@@ -71,17 +71,20 @@ async def upload_messages(
         yield pb.UploadDatasetVersionRequest(chunk=data[start : start + chunk_size])
 
 
-@pytest_asyncio.fixture(scope="session")
-async def dataset_svc(database_url, s3_endpoint) -> AsyncIterator[DatasetServiceUnderTest]:
-    settings = DatasetSettings(
-        database_url=database_url,
-        s3_endpoint=s3_endpoint,
+def dataset_settings(service_settings, **overrides) -> DatasetSettings:
+    """Settings on the run's database and S3 endpoint, in a bucket of its own."""
+    values = dict(
         s3_bucket=f"mtw-test-{uuid.uuid4().hex[:8]}",
-        grpc_port=0,
         dataset_project_quota_bytes=QUOTA,
         dataset_max_upload_bytes=MAX_UPLOAD,
+        service_name="dataset-svc",
     )
-    running = await service.start(settings)
+    return service_settings(DatasetSettings, **{**values, **overrides})
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dataset_svc(service_settings) -> AsyncIterator[DatasetServiceUnderTest]:
+    running = await service.start(dataset_settings(service_settings))
     keys = KeyStore(running.pool)
     api_keys = {}
     for project in ("alpha", "beta"):

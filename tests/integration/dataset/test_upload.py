@@ -118,7 +118,7 @@ async def test_column_mapping_and_group_split(dataset_svc):
             pb.PreviewDatasetVersionRequest(name=version.name, split=split.name, page_size=500),
             metadata=dataset_svc.auth(),
         )
-        docs_by_split[split.name] = {int(r["source_row"]) // 10 for r in page.rows}
+        docs_by_split[split.name] = {(int(r["source_row"]) - 1) // 10 for r in page.rows}
     all_docs = [d for docs in docs_by_split.values() for d in docs]
     assert len(all_docs) == len(set(all_docs))
 

@@ -1,0 +1,187 @@
+"""Upload throughput: a file through the dataset service vs a direct `minio` put to the
+same S3 endpoint, in the same run, plus the service's peak RSS growth.
+
+    python -m bench.upload [--size-mb 1024] [--chunk-mb 1]
+
+Goals: service throughput >= 0.8x the direct put; peak RSS growth < 100 MB.
+The service and the S3 server run as their own processes, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import mtw
+from services.common import db
+from services.common.auth import KeyStore
+from services.common.objectstore import ObjectStore
+
+ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RESULTS = Path(__file__).parent / "results"
+WARM_UP = "text,label\n".encode() + b"".join(b"warm up row %d,%s\n" % (i, b"ab"[i % 2:i % 2 + 1]) for i in range(200))
+WORDS = ("data model train label text review great poor service fast slow price quality "
+         "support delivery product return refund happy angry neutral customer order").split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_csv(path: Path, size: int) -> None:
+    """A classification CSV of `size` bytes with varied rows (few duplicates)."""
+    rng = random.Random(7)
+    labels = ("positive", "negative", "neutral")
+    with path.open("w", encoding="utf-8") as f:
+        f.write("text,label\n")
+        written = 0
+        while written < size:
+            lines = []
+            for _ in range(10_000):
+                words = " ".join(rng.choices(WORDS, k=rng.randint(8, 40)))
+                lines.append(f"{words} {rng.randrange(10**9)},{rng.choice(labels)}\n")
+            block = "".join(lines)
+            f.write(block)
+            written += len(block)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = self.process.memory_info().rss
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+
+def wait_healthy(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError("the dataset service did not become healthy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--chunk-mb", type=float, default=1)
+    args = parser.parse_args()
+    size = args.size_mb * 2**20
+    database = f"mtw_bench_{uuid.uuid4().hex[:8]}"
+    database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    s3_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url, "S3_ENDPOINT": f"127.0.0.1:{s3_port}",
+        "S3_ACCESS_KEY": "bench", "S3_SECRET_KEY": "bench-secret", "S3_BUCKET": "bench",
+        "GRPC_PORT": str(grpc_port), "DATASET_MAX_UPLOAD_BYTES": str(4 * size),
+        "DATASET_PROJECT_QUOTA_BYTES": str(10 * size), "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+    }
+    children = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bench.csv"
+        make_csv(data, size)
+        actual = data.stat().st_size
+        try:
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            asyncio.run(db.ensure_database(database_url))
+            service = subprocess.Popen([sys.executable, "-m", "services.dataset_svc"], env=env)
+            children.append(service)
+            wait_healthy(grpc_port)
+            api_key = asyncio.run(_api_key(database_url))
+            client = mtw.Client(f"127.0.0.1:{grpc_port}", api_key, project="bench")
+            client.datasets.create("bench")
+            # Warm-up: imports and first connections are not part of the measurement.
+            client.datasets.upload("bench", io.BytesIO(WARM_UP), file_name="warm.csv")
+
+            store = ObjectStore(f"127.0.0.1:{s3_port}", "bench", "bench-secret", "bench")
+            start = time.perf_counter()
+            store.client.fput_object("bench", "direct/bench.csv", str(data), part_size=16 * 2**20)
+            direct_s = time.perf_counter() - start
+            store.client.remove_object("bench", "direct/bench.csv")
+
+            sampler = RssSampler(service.pid)
+            rss_before = sampler.peak
+            sampler.start()
+            start = time.perf_counter()
+            version = client.datasets.upload("bench", data, chunk_size=int(args.chunk_mb * 2**20))
+            service_s = time.perf_counter() - start
+            sampler.running = False
+            sampler.join()
+        finally:
+            for child in reversed(children):
+                child.terminate()
+                child.wait(timeout=30)
+            asyncio.run(_drop(database))
+
+    direct_mbps, service_mbps = actual / 2**20 / direct_s, actual / 2**20 / service_s
+    result = {
+        "size_mb": round(actual / 2**20, 1),
+        "rows": version.quality_report.row_count,
+        "direct_put_s": round(direct_s, 2), "direct_put_mb_s": round(direct_mbps, 1),
+        "service_upload_s": round(service_s, 2), "service_upload_mb_s": round(service_mbps, 1),
+        "throughput_ratio": round(service_mbps / direct_mbps, 3),
+        "service_rss_before_mb": round(rss_before / 2**20, 1),
+        "service_peak_rss_growth_mb": round((sampler.peak - rss_before) / 2**20, 1),
+        "chunk_mb": args.chunk_mb,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "upload.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"goal: ratio >= 0.8 -> {'met' if result['throughput_ratio'] >= 0.8 else 'NOT met'}; "
+          f"RSS growth < 100 MB -> {'met' if result['service_peak_rss_growth_mb'] < 100 else 'NOT met'}")
+
+
+async def _api_key(database_url: str) -> str:
+    pool = await db.create_pool(database_url, "iam")
+    try:
+        keys = KeyStore(pool)
+        await keys.create_project("bench")
+        return await keys.create_api_key("bench")
+    finally:
+        await pool.close()
+
+
+async def _drop(database: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
