@@ -63,7 +63,8 @@ from services.dataset_svc.domain.validation import IngestFailed, Issues
 
 __all__ = ["IngestFailed", "IngestLimits", "IngestResult", "ingest"]
 
-WRITE_ROWS = 65_536  # rows buffered per split before a Parquet row group is written
+WRITE_ROWS = 65_536  # rows buffered per split before a Parquet row group is written...
+WRITE_BYTES = 32 << 20  # ...or this many bytes, whichever comes first
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class _Run:
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.pending: dict[str, list[pa.RecordBatch]] = {s: [] for s in SPLITS}
         self.pending_rows: dict[str, int] = dict.fromkeys(SPLITS, 0)
+        self.pending_bytes: dict[str, int] = dict.fromkeys(SPLITS, 0)
         self.split_rows: dict[str, int] = dict.fromkeys(SPLITS, 0)
         self.label_counts: dict[str, int] = {}
         self.empties: dict[str, int] = {}
@@ -233,8 +235,9 @@ class _Run:
             part = batch if count == n else batch.filter(pa.array(mask))
             self.pending[name].append(part)
             self.pending_rows[name] += count
+            self.pending_bytes[name] += part.nbytes
             self.split_rows[name] += count
-            if self.pending_rows[name] >= WRITE_ROWS:
+            if self.pending_rows[name] >= WRITE_ROWS or self.pending_bytes[name] >= WRITE_BYTES:
                 self._flush(name)
 
     def _flush(self, name: str) -> None:
@@ -242,6 +245,7 @@ class _Run:
             self.writers[name].write_table(pa.Table.from_batches(self.pending[name]))
             self.pending[name] = []
             self.pending_rows[name] = 0
+            self.pending_bytes[name] = 0
 
     # --- end -------------------------------------------------------------------------
 
