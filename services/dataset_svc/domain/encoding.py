@@ -54,6 +54,13 @@ _FRIENDLY = {
 }
 
 
+_SINGLE_BYTE = frozenset({
+    "latin_1", "iso8859_2", "iso8859_3", "iso8859_4", "iso8859_9", "iso8859_10", "iso8859_13",
+    "iso8859_14", "iso8859_15", "iso8859_16", "cp1250", "cp1252", "cp1254", "cp1257",
+    "cp1258", "mac_roman", "mac_latin2", "cp437", "cp850", "cp852", "cp858",
+})
+
+
 class ByteSource:
     """A non-seekable stream with `peek` for the first bytes and full-length reads."""
 
@@ -131,6 +138,11 @@ def guess_encoding(sample: bytes) -> str:
     if best is None:
         return ""
     name = best.encoding
+    high = sum(b >= 0x80 for b in sample)
+    if name in _SINGLE_BYTE and high * 10 < len(sample):
+        # Sparse accents in mostly-ASCII text: any single-byte code page "fits" and the
+        # detector's pick among them is arbitrary; Western European is by far the likeliest.
+        name = "cp1252" if any(0x80 <= b <= 0x9F for b in sample) else "latin_1"
     friendly = _FRIENDLY.get(name, name.upper().replace("_", "-"))
     return f"{friendly} ({name})"
 

@@ -61,7 +61,7 @@ def bad_inputs() -> list[BadInput]:
         ("gzip_archive", "data.csv.gz", b"\x1f\x8b\x08\x00" + bytes(40),
          opts(file_name="data.csv.gz"), "IngestFailed", "gzip"),
         ("latin1_csv", "reviews.csv", b"text,label\nhello there,a\ncaf\xe9 au lait,b\n",
-         opts(file_name="reviews.csv"), "IngestFailed", "line 3: byte 0xE9 at offset 28"),
+         opts(file_name="reviews.csv"), "IngestFailed", "line 3: byte 0xE9 at offset 28 is not valid UTF-8; the file looks like ISO-8859-1 (latin_1)"),
         ("latin1_late_in_file", "reviews.csv", filler + "naïve café,pos\n".encode("latin-1"),
          opts(file_name="reviews.csv"), "IngestFailed",
          f"line {filler_lines + 1}: byte 0xEF"),
