@@ -13,6 +13,7 @@ array, empty file) stop it at once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,9 +311,7 @@ class _Run:
 
     def close(self) -> None:
         for writer in self.writers.values():
-            try:
+            with contextlib.suppress(Exception):  # closing after another error
                 writer.close()
-            except Exception:  # noqa: BLE001 - closing after another error
-                pass
         self.writers = {}
 

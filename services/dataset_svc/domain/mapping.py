@@ -97,8 +97,6 @@ def resolve_mapping(columns: Sequence[str], task: Task, mapping: ColumnMapping,
     if task == Task.UNSPECIFIED:
         if mapping.messages or (mapping.prompt and mapping.response):
             task = Task.CHAT_SFT
-        elif (mapping.text or mapping.label) and text and label:
-            task = Task.SEQUENCE_CLASSIFICATION
         elif text and label:
             task = Task.SEQUENCE_CLASSIFICATION
         elif messages or (prompt and response):

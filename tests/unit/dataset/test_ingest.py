@@ -233,3 +233,14 @@ def test_redaction_reaches_the_split_files(tmp_path) -> None:
                      tmp_path)
     texts = pa.concat_tables(_split_tables(r).values()).column("text").to_pylist()
     assert not any("@example.com" in t for t in texts)
+
+
+def test_csv_bom_crlf_and_multiline_values_report_physical_lines(tmp_path) -> None:
+    data = b"\xef\xbb\xbftext,label\r\n" + b"".join(
+        b'"multi\r\nline %d",%s\r\n' % (i, b"ab"[i % 2:i % 2 + 1]) for i in range(30)) + b",a\r\n"
+    with pytest.raises(IngestFailed) as info:
+        ingest_bytes(data, IngestOptions(file_name="x.csv"), tmp_path)
+    assert info.value.issues[0].line == 62  # header + 30 two-line records, then the empty one
+    r = ingest_bytes(data[:-5], IngestOptions(file_name="x.csv"), tmp_path / "ok")
+    assert r.report.had_byte_order_mark and sum(r.split_rows.values()) == 30
+    assert r.source_columns == ("text", "label")

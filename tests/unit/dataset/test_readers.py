@@ -51,7 +51,7 @@ def test_byte_source_peek_then_read() -> None:
 
 
 def test_utf8_stream_strips_bom_and_counts() -> None:
-    raw, stream, _ = _open("\ufeffa,\"b\"\nc,é\n".encode(), chunk=2)
+    _raw, stream, _ = _open("\ufeffa,\"b\"\nc,é\n".encode(), chunk=2)
     out = b""
     while chunk := stream.read(3):
         out += chunk
@@ -117,7 +117,7 @@ def test_csv_numbers_stay_text() -> None:
 def test_csv_bad_rows_are_reported_and_skipped() -> None:
     data = b"text,label\na,1\nb,2,3\nc,4\nd\ne,5\n"
     raw, stream, issues = _open(data)
-    table, rows, lines = _table(CsvReader(raw, stream, issues).chunks())
+    table, rows, _lines = _table(CsvReader(raw, stream, issues).chunks())
     assert [i.line for i in issues.items] == [3, 5]
     assert table.column("text").to_pylist() == ["a", "c", "e"]
     assert rows.tolist() == [1, 3, 5]
