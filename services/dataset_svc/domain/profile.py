@@ -524,12 +524,15 @@ class QualityProfiler:
             if totals[i]
         )
 
-    def _scale(self, table: KeyTable, value: int) -> int:
-        """Scale a count over a table's sampled rows up to all rows."""
-        if not table.sampled:
-            return int(value)
-        sampled = table.rows
-        return int(round(value * self.rows / sampled)) if sampled else 0
+    @staticmethod
+    def _scale(table: KeyTable, value: int) -> int:
+        """Scale a sum over a table's kept keys up to all keys (each kept key stands for
+        2**level keys)."""
+        return int(value) << table.level
+
+    def _repeats(self, table: KeyTable) -> int:
+        """Rows repeating an earlier row (sum of count - 1 over keys, estimated when sampled)."""
+        return self._scale(table, table.rows - len(table.keys))
 
     def _groups(self) -> tuple[np.ndarray, np.ndarray]:
         """Per distinct text: split counts (groups × splits) and keys per text."""
@@ -544,11 +547,9 @@ class QualityProfiler:
 
     def _duplicates(self, facts: ProfileFacts) -> None:
         facts.approximate = self.texts.sampled or self.near.sampled
-        facts.exact_duplicates = self._scale(self.texts, self.texts.rows - len(self.texts.keys))
+        facts.exact_duplicates = self._repeats(self.texts)
         facts.duplicate_examples = self.ex["dup"].result()
-        facts.near_duplicates = max(
-            self._scale(self.near, self.near.rows - len(self.near.keys)), facts.exact_duplicates
-        )
+        facts.near_duplicates = max(self._repeats(self.near), facts.exact_duplicates)
         facts.near_examples = self.ex["near"].result()
         groups, per_text = self._groups()
         if self.task is Task.SEQUENCE_CLASSIFICATION and len(groups):

@@ -153,7 +153,8 @@ def build_warnings(f: ProfileFacts) -> tuple[QualityWarning, ...]:
         share = pct(count, f.split_rows.get(split, 0))
         out.append(_w(
             "SPLIT_LEAKAGE", Severity.WARNING,
-            f"{about.capitalize()}{rows(count)} of the {split} split ({share}) also appear in "
+            f"{about.capitalize()}{rows(count)} of the {split} split ({share}) also "
+            f"{'appears' if count == 1 else 'appear'} in "
             f"{other}, so scores on {split} will look better than they really are. Remove the "
             "repeated texts or split by a group column.",
             f.leak_examples,
