@@ -15,17 +15,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-import secrets  # noqa: E402
-from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg  # noqa: E402
-import pytest  # noqa: E402
+import asyncpg
+import pytest
 
-from services.common.settings import ServiceSettings  # noqa: E402
+from services.common.settings import ServiceSettings
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 S3_ACCESS_KEY = "mtw-test"
 S3_SECRET_KEY = "mtw-test-secret"
 
@@ -75,21 +77,25 @@ async def object_store(s3_endpoint: str):
     """An ObjectStore on the test S3 server, with its own random, existing bucket."""
     from services.common.objectstore import ObjectStore
 
-    store = ObjectStore(s3_endpoint, S3_ACCESS_KEY, S3_SECRET_KEY, f"mtw-test-{secrets.token_hex(4)}")
+    store = ObjectStore(
+        s3_endpoint, S3_ACCESS_KEY, S3_SECRET_KEY, f"mtw-test-{secrets.token_hex(4)}"
+    )
     await store.ensure_bucket()
     yield store
     store.close()
 
 
 @pytest.fixture(scope="session")
-def service_settings(database_url: str, s3_endpoint: str, object_store) -> Callable[..., ServiceSettings]:
+def service_settings(
+    database_url: str, s3_endpoint: str, object_store
+) -> Callable[..., ServiceSettings]:
     """Factory: ``service_settings(DatasetSettings, dataset_max_upload_bytes=10)`` → settings on the test PG/S3.
 
     The class defaults to ServiceSettings; ``grpc_port`` is 0 so each server gets a free port.
     """
 
     def make(cls: type[ServiceSettings] = ServiceSettings, **overrides: Any) -> ServiceSettings:
-        values: dict[str, Any] = dict(
+        values: dict[str, Any] = dict(  # noqa: C408 - reads like settings
             database_url=database_url,
             s3_endpoint=s3_endpoint,
             s3_access_key=S3_ACCESS_KEY,

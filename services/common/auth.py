@@ -82,10 +82,14 @@ def _sha256(token: str) -> str:
 def parse_key(token: str) -> tuple[str, str]:
     """Split ``mtw_<key_id>_<secret>`` into (key_id, secret); Unauthenticated if malformed."""
     if not token.startswith(KEY_PREFIX):
-        raise Unauthenticated("the API key is malformed (expected mtw_<id>_<secret>)", reason="API_KEY_MALFORMED")
+        raise Unauthenticated(
+            "the API key is malformed (expected mtw_<id>_<secret>)", reason="API_KEY_MALFORMED"
+        )
     parts = token.split("_", 2)
     if len(parts) != 3 or not parts[1].isalnum() or len(parts[2]) < 16:
-        raise Unauthenticated("the API key is malformed (expected mtw_<id>_<secret>)", reason="API_KEY_MALFORMED")
+        raise Unauthenticated(
+            "the API key is malformed (expected mtw_<id>_<secret>)", reason="API_KEY_MALFORMED"
+        )
     return parts[1], parts[2]
 
 
@@ -116,7 +120,9 @@ class KeyStore:
         )
 
     async def project_exists(self, project_id: str) -> bool:
-        return bool(await self.pool.fetchval("SELECT 1 FROM iam.projects WHERE project_id = $1", project_id))
+        return bool(
+            await self.pool.fetchval("SELECT 1 FROM iam.projects WHERE project_id = $1", project_id)
+        )
 
     async def create_api_key(self, project_id: str) -> str:
         """Make a key for the project and return its plaintext — the only time it is visible."""
@@ -155,7 +161,8 @@ class KeyStore:
         """Check a key against the database; Unauthenticated (with why) if it isn't valid."""
         if not token:
             raise Unauthenticated(
-                "missing API key: send metadata 'authorization: Bearer mtw_…'", reason="API_KEY_MISSING"
+                "missing API key: send metadata 'authorization: Bearer mtw_…'",
+                reason="API_KEY_MISSING",
             )
         key_id, _ = parse_key(token)
         row = await self.pool.fetchrow(

@@ -66,7 +66,9 @@ async def create_pool(
 
 def _lock_key(schema: str) -> int:
     # A stable signed 64-bit key per schema (hash() is salted per process).
-    return int.from_bytes(hashlib.sha256(f"mtw-migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"mtw-migrate:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def _migration_files(migrations_dir: Path) -> list[tuple[int, Path]]:
@@ -98,7 +100,10 @@ async def migrate(pool: asyncpg.Pool, schema: str, migrations_dir: Path) -> list
                         name text NOT NULL,
                         applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+            done = {
+                r["version"]
+                for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
+            }
             for version, path in files:
                 if version in done:
                     continue
@@ -149,7 +154,7 @@ async def ping(pool: asyncpg.Pool) -> bool:
     try:
         async with pool.acquire(timeout=2) as conn:
             return await conn.fetchval("SELECT 1", timeout=2) == 1
-    except Exception:  # any failure just means "not ready yet"
+    except Exception:  # noqa: BLE001 - any failure just means "not ready yet"
         return False
 
 
@@ -162,8 +167,16 @@ def translate_db_errors(kind: str = "resource", name: str = "") -> Iterator[None
     try:
         yield
     except asyncpg.UniqueViolationError:
-        raise AlreadyExists.resource(kind, name) if name else AlreadyExists(f"{kind} already exists") from None
+        raise (
+            AlreadyExists.resource(kind, name) if name else AlreadyExists(f"{kind} already exists")
+        ) from None
     except asyncpg.ForeignKeyViolationError as exc:
-        raise FailedPrecondition(f"{kind} refers to or is referred by another resource: {exc.detail or exc}") from None
-    except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError, asyncpg.StringDataRightTruncationError) as exc:
+        raise FailedPrecondition(
+            f"{kind} refers to or is referred by another resource: {exc.detail or exc}"
+        ) from None
+    except (
+        asyncpg.CheckViolationError,
+        asyncpg.NotNullViolationError,
+        asyncpg.StringDataRightTruncationError,
+    ) as exc:
         raise InvalidArgument(f"{kind} is invalid: {exc.message}") from None

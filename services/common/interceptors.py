@@ -57,7 +57,9 @@ def _wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: BehaviourWrapper,
     )
 
 
-def _guard(behaviour: Behaviour, response_streaming: bool, around: Callable[[Any], Any]) -> Behaviour:
+def _guard(
+    behaviour: Behaviour, response_streaming: bool, around: Callable[[Any], Any]
+) -> Behaviour:
     """Build an async behaviour that runs the original inside ``around(context)`` (an async ctx manager)."""
     if response_streaming:
 
@@ -90,17 +92,25 @@ def _guard(behaviour: Behaviour, response_streaming: bool, around: Callable[[Any
 
 def status_for(exc: MtwError) -> status_pb2.Status:
     """The ``google.rpc.Status`` (with BadRequest/ErrorInfo details) for a domain error."""
-    code = code_pb2.Code.Value(exc.code) if exc.code in code_pb2.Code.keys() else code_pb2.UNKNOWN
+    code = getattr(code_pb2, exc.code, code_pb2.UNKNOWN)
     details: list[any_pb2.Any] = []
     if isinstance(exc, InvalidArgument) and exc.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in exc.violations
             ]
         )
         details.append(_pack(bad))
-    details.append(_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata)))
+    details.append(
+        _pack(
+            error_details_pb2.ErrorInfo(
+                reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata
+            )
+        )
+    )
     return status_pb2.Status(code=code, message=exc.message, details=details)
 
 
@@ -136,7 +146,9 @@ class _ErrorScope:
             status = status_pb2.Status(
                 code=code_pb2.INTERNAL,
                 message="internal error",
-                details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+                details=[
+                    _pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))
+                ],
             )
         # Raises AbortError, which grpc turns into the status we just set.
         await self.context.abort_with_status(rpc_status.to_status(status))
@@ -176,7 +188,9 @@ class _AuthScope:
         self._scope = None
 
     async def __aenter__(self) -> None:
-        principal = await self.key_store.authenticate_cached(bearer_token(self.context.invocation_metadata()))
+        principal = await self.key_store.authenticate_cached(
+            bearer_token(self.context.invocation_metadata())
+        )
         self._scope = as_principal(principal)
         self._scope.__enter__()
 
@@ -214,7 +228,7 @@ def error_status(rpc_error: grpc.RpcError) -> status_pb2.Status | None:
     """The rich ``google.rpc.Status`` carried by a failed call (sync or aio), if any."""
     try:
         metadata = rpc_error.trailing_metadata() or ()
-    except Exception:  # not a call-like error
+    except Exception:  # noqa: BLE001 - not a call-like error
         return None
     for key, value in metadata:
         if key == _DETAILS_KEY:
@@ -239,12 +253,11 @@ def error_details(
 
 
 __all__ = [
+    "ERROR_DOMAIN",
     "AuthInterceptor",
     "ErrorInterceptor",
     "bearer_token",
     "error_details",
     "error_status",
     "status_for",
-    "ERROR_DOMAIN",
 ]
-

@@ -137,7 +137,7 @@ class ObjectReader(io.RawIOBase):
     def __await__(self):
         return self._store._run(self.open).__await__()
 
-    async def __aenter__(self) -> ObjectReader:
+    async def __aenter__(self) -> ObjectReader:  # noqa: PYI034
         return await self
 
     async def __aexit__(self, *exc) -> None:
@@ -245,7 +245,9 @@ class ObjectStore:
             maxsize=32,
             cert_reqs="CERT_REQUIRED",
             ca_certs=certifi.where(),
-            retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
         )
         self.client = Minio(
             self.endpoint,
@@ -329,21 +331,33 @@ class ObjectStore:
         """Readiness probe: True when the bucket answers."""
         try:
             return await self._run(self.client.bucket_exists, self.bucket)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
             return False
 
     # ---- writes
 
-    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> int:
+    async def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> int:
         await self._run(
-            _retry(lambda: self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type))
+            _retry(
+                lambda: self.client.put_object(
+                    self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+                )
+            )
         )
         return len(data)
 
-    async def put_file(self, key: str, path: str | Path, content_type: str = "application/octet-stream") -> int:
+    async def put_file(
+        self, key: str, path: str | Path, content_type: str = "application/octet-stream"
+    ) -> int:
         """Upload a local file (multipart for big files); returns its size."""
         await self._run(
-            _retry(lambda: self.client.fput_object(self.bucket, key, str(path), content_type=content_type))
+            _retry(
+                lambda: self.client.fput_object(
+                    self.bucket, key, str(path), content_type=content_type
+                )
+            )
         )
         return Path(path).stat().st_size
 
@@ -495,12 +509,17 @@ class ObjectStore:
 
         def run() -> int:
             count = 0
-            names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+            names = [
+                o.object_name
+                for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            ]
             for start in range(0, len(names), 1000):  # S3 DeleteObjects takes ≤ 1000 keys
                 batch = [DeleteObject(n) for n in names[start : start + 1000]]
                 errors = list(self.client.remove_objects(self.bucket, batch))  # lazy: must iterate
                 if errors:
-                    raise Unavailable(f"could not delete {len(errors)} objects under '{prefix}': {errors[0]}")
+                    raise Unavailable(
+                        f"could not delete {len(errors)} objects under '{prefix}': {errors[0]}"
+                    )
                 count += len(batch)
             return count
 

@@ -47,7 +47,7 @@ def decode_page_token(secret: str | bytes, token: str, request_fingerprint: str)
             raise ValueError("bad signature")
         state = json.loads(_unb64(payload))
         if not isinstance(state, dict):
-            raise ValueError("not an object")
+            raise TypeError("not an object")
         return state
     except (ValueError, TypeError, UnicodeError):
         raise InvalidArgument(
@@ -60,7 +60,9 @@ def request_fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 
-def page_size(value: int | None, default: int = 50, maximum: int = 1000, field: str = "page_size") -> int:
+def page_size(
+    value: int | None, default: int = 50, maximum: int = 1000, field: str = "page_size"
+) -> int:
     """AIP-158: 0/None → default; negative → InvalidArgument; above maximum → InvalidArgument."""
     if not value:
         return default

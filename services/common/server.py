@@ -53,13 +53,15 @@ async def _set_all(state: _ServerState, status) -> None:
         await state.health.set(name, status)
 
 
-async def _watch_readiness(state: _ServerState, readiness: Callable[[], Awaitable[bool]], ready: bool) -> None:
-    # Poll fast until ready, then slowly, flipping health whenever the answer changes.
+async def _watch_readiness(
+    state: _ServerState, readiness: Callable[[], Awaitable[bool]], ready: bool, interval: float
+) -> None:
+    # Poll fast until ready, then every `interval`, flipping health whenever the answer changes.
     while True:
-        await asyncio.sleep(5.0 if ready else 0.5)
+        await asyncio.sleep(interval if ready else min(0.5, interval))
         try:
             now = bool(await asyncio.wait_for(readiness(), timeout=5))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing probe means "not ready"
             now = False
         if now != ready:
             log.info("readiness changed", extra={"ready": now})
@@ -75,6 +77,7 @@ async def create_server(
     key_store: KeyStore,
     readiness: Callable[[], Awaitable[bool]] | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    readiness_interval: float = 5.0,
 ) -> tuple[grpc.aio.Server, int]:
     """Build, bind and start a server; returns ``(server, port)``.
 
@@ -93,7 +96,9 @@ async def create_server(
     register(server)
     state = _ServerState(HealthServicer(), tuple(service_names))
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
-    reflection.enable_server_reflection((*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+    )
     server._mtw_state = state  # type: ignore[attr-defined]
 
     address = f"{settings.grpc_host}:{settings.grpc_port}"
@@ -106,12 +111,17 @@ async def create_server(
     if readiness is not None:
         try:
             ready = bool(await asyncio.wait_for(readiness(), timeout=5))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing probe means "not ready"
             ready = False
     await _set_all(state, _SERVING if ready else _NOT_SERVING)
     if readiness is not None:
-        state.readiness_task = asyncio.create_task(_watch_readiness(state, readiness, ready))
-    log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{port}", "services": list(service_names)})
+        state.readiness_task = asyncio.create_task(
+            _watch_readiness(state, readiness, ready, readiness_interval)
+        )
+    log.info(
+        "gRPC server listening",
+        extra={"address": f"{settings.grpc_host}:{port}", "services": list(service_names)},
+    )
     return server, port
 
 

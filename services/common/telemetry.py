@@ -46,7 +46,9 @@ class _MtwHandler(logging.StreamHandler):
     """Marker class so configure_logging can replace its own handler on a second call."""
 
 
-def configure_logging(service_name: str, level: str | int = "INFO", stream: Any = None) -> logging.Handler:
+def configure_logging(
+    service_name: str, level: str | int = "INFO", stream: Any = None
+) -> logging.Handler:
     """JSON logs on stderr with time, level, logger, message, service, trace_id, span_id."""
     handler = _MtwHandler(stream or sys.stderr)
     handler.setFormatter(
@@ -84,12 +86,16 @@ def setup_telemetry(
             _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
             trace.set_tracer_provider(_provider)
             set_global_textmap(TraceContextTextMapPropagator())
-        endpoint = getattr(settings, "otel_exporter_otlp_endpoint", None) if settings is not None else None
+        endpoint = (
+            getattr(settings, "otel_exporter_otlp_endpoint", None) if settings is not None else None
+        )
         if endpoint and endpoint not in _otlp_endpoints:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+            _provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+            )
             _otlp_endpoints.add(endpoint)
         for processor in extra_processors:
             if id(processor) not in _added_processors:
@@ -97,7 +103,9 @@ def setup_telemetry(
                 _added_processors.add(id(processor))
         _instrument_grpc()
     if configure_logs:
-        configure_logging(service_name, getattr(settings, "log_level", "INFO") if settings is not None else "INFO")
+        configure_logging(
+            service_name, getattr(settings, "log_level", "INFO") if settings is not None else "INFO"
+        )
     return _provider
 
 
@@ -109,7 +117,11 @@ def _instrument_grpc() -> None:
     )
 
     # BaseInstrumentor is a per-class singleton that remembers whether it is active.
-    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient(), GrpcInstrumentorClient()):
+    for instrumentor in (
+        GrpcAioInstrumentorServer(),
+        GrpcAioInstrumentorClient(),
+        GrpcInstrumentorClient(),
+    ):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
 

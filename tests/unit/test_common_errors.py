@@ -17,14 +17,23 @@ class FakeRpcError(grpc.RpcError):
 
 def test_invalid_argument_status():
     exc = errors.InvalidArgument(
-        "bad", [errors.FieldViolation("name", "expected x"), errors.FieldViolation("page_size", "neg")],
-        reason="BAD_NAME", metadata={"k": "v"},
+        "bad",
+        [errors.FieldViolation("name", "expected x"), errors.FieldViolation("page_size", "neg")],
+        reason="BAD_NAME",
+        metadata={"k": "v"},
     )
     st = status_for(exc)
     assert st.code == code_pb2.INVALID_ARGUMENT and st.message == "bad"
     bad, info = error_details(FakeRpcError(st))
-    assert [(v.field, v.description) for v in bad.field_violations] == [("name", "expected x"), ("page_size", "neg")]
-    assert info.reason == "BAD_NAME" and info.domain == ERROR_DOMAIN and dict(info.metadata) == {"k": "v"}
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("name", "expected x"),
+        ("page_size", "neg"),
+    ]
+    assert (
+        info.reason == "BAD_NAME"
+        and info.domain == ERROR_DOMAIN
+        and dict(info.metadata) == {"k": "v"}
+    )
 
 
 def test_not_found_resource():
@@ -40,9 +49,20 @@ def test_not_found_resource():
 
 
 def test_every_class_maps_to_a_grpc_code():
-    for cls in [errors.NotFound, errors.AlreadyExists, errors.FailedPrecondition, errors.PermissionDenied,
-                errors.ResourceExhausted, errors.Unauthenticated, errors.Aborted, errors.Unavailable,
-                errors.Internal, errors.Cancelled, errors.InvalidArgument, errors.DeadlineExceeded]:
+    for cls in [
+        errors.NotFound,
+        errors.AlreadyExists,
+        errors.FailedPrecondition,
+        errors.PermissionDenied,
+        errors.ResourceExhausted,
+        errors.Unauthenticated,
+        errors.Aborted,
+        errors.Unavailable,
+        errors.Internal,
+        errors.Cancelled,
+        errors.InvalidArgument,
+        errors.DeadlineExceeded,
+    ]:
         exc = cls("m", reason="R")
         assert exc.reason == "R" and exc.message == "m" and exc.metadata == {}
         st = status_for(exc)
@@ -55,7 +75,12 @@ def test_no_grpc_in_errors_module():
     import inspect
 
     tree = ast.parse(inspect.getsource(errors))
-    names = [a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+    names = [
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    ]
     mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not any("grpc" in (m or "") for m in names + mods)
 

@@ -11,10 +11,17 @@ def test_parse_ok():
 
 
 def test_parse_versions_and_alias():
-    assert parse("projects/{project}/datasets/{dataset}/versions/{version}", "projects/p/datasets/d/versions/12", "x")[
-        "version"
-    ] == "12"
-    assert parse("projects/{project}/models/{model}@{alias}", "projects/p/models/m@production", "name") == {
+    assert (
+        parse(
+            "projects/{project}/datasets/{dataset}/versions/{version}",
+            "projects/p/datasets/d/versions/12",
+            "x",
+        )["version"]
+        == "12"
+    )
+    assert parse(
+        "projects/{project}/models/{model}@{alias}", "projects/p/models/m@production", "name"
+    ) == {
         "project": "p",
         "model": "m",
         "alias": "production",
@@ -23,8 +30,17 @@ def test_parse_versions_and_alias():
 
 @pytest.mark.parametrize(
     "name",
-    ["", "projects/p", "projects/p/datasets/", "projects/P/datasets/d", "projects/p/datasets/d/extra",
-     "projects/p/models/d", "projects/-p/datasets/d", "projects/p/datasets/" + "a" * 64, "projects/p/datasets/a_b"],
+    [
+        "",
+        "projects/p",
+        "projects/p/datasets/",
+        "projects/P/datasets/d",
+        "projects/p/datasets/d/extra",
+        "projects/p/models/d",
+        "projects/-p/datasets/d",
+        "projects/p/datasets/" + "a" * 64,
+        "projects/p/datasets/a_b",
+    ],
 )
 def test_parse_rejects(name):
     with pytest.raises(InvalidArgument) as err:

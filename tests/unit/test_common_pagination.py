@@ -1,7 +1,12 @@
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.common.pagination import decode_page_token, encode_page_token, page_size, request_fingerprint
+from services.common.pagination import (
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    request_fingerprint,
+)
 
 S = "secret"
 
@@ -13,14 +18,17 @@ def test_round_trip():
     assert "=" not in tok and "+" not in tok and "/" not in tok
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
-    lambda t: ("e" if t[0] != "e" else "f") + t[1:],
-    lambda t: t.replace(".", ""),
-    lambda t: "garbage",
-    lambda t: "",
-    lambda t: t + ".x",
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        lambda t: ("e" if t[0] != "e" else "f") + t[1:],
+        lambda t: t.replace(".", ""),
+        lambda t: "garbage",
+        lambda t: "",
+        lambda t: t + ".x",
+    ],
+)
 def test_tampered(mutate):
     tok = encode_page_token(S, {"after": "x"}, "fp")
     with pytest.raises(InvalidArgument) as err:
@@ -38,7 +46,12 @@ def test_other_request_or_secret():
 
 
 def test_page_size():
-    assert page_size(0) == 50 and page_size(None) == 50 and page_size(7) == 7 and page_size(1000) == 1000
+    assert (
+        page_size(0) == 50
+        and page_size(None) == 50
+        and page_size(7) == 7
+        and page_size(1000) == 1000
+    )
     with pytest.raises(InvalidArgument) as err:
         page_size(-1)
     assert err.value.violations[0].field == "page_size"

@@ -9,8 +9,22 @@ def test_joins():
     assert safe_key("a", "sub/dir/f.txt") == "a/sub/dir/f.txt"
 
 
-@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../../b", "..", "a\\b", "a\x00b", "a\nb",
-                                 "a//b", "a/./b", "trailing/"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../b",
+        "..",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "a//b",
+        "a/./b",
+        "trailing/",
+    ],
+)
 def test_rejects(bad):
     with pytest.raises(InvalidArgument) as err:
         safe_key("prefix", bad, field="file_name")
