@@ -14,6 +14,7 @@ array, empty file) stop it at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from services.dataset_svc.domain.model import (
     IngestOptions,
     PiiHandling,
     QualityReport,
+    QualityWarning,
+    Severity,
     Task,
 )
 from services.dataset_svc.domain.profile import QualityProfiler
@@ -285,6 +288,10 @@ class _Run:
         assert self.profiler is not None
         report = self.profiler.finish(columns=profiles, column_count=len(columns),
                                       had_bom=had_bom)
+        if self.canon is not None and self.canon.trimmed_rows:
+            report = dataclasses.replace(
+                report, warnings=report.warnings + (_trimmed_warning(self.canon.trimmed_rows),)
+            )
         return IngestResult(
             format=self.fmt,
             task=task,
@@ -315,3 +322,14 @@ class _Run:
                 writer.close()
         self.writers = {}
 
+
+def _trimmed_warning(rows: list[int]) -> QualityWarning:
+    n = len(rows)
+    return QualityWarning(
+        code="TRAILING_TURNS_DROPPED",
+        severity=Severity.INFO,
+        message=(f"{n:,} conversation{'s end' if n != 1 else ' ends'} with turns after the last "
+                 "assistant reply; there is nothing to learn from them, so they were left out "
+                 "of the training copy"),
+        example_rows=tuple(rows[:10]),
+    )

@@ -21,6 +21,7 @@ from services.dataset_svc.domain.readers import Chunk, RecordChunk, TableChunk
 from services.dataset_svc.domain.validation import (
     Issues,
     check_messages,
+    trim_trailing_turns,
     check_strings,
     json_type,
 )
@@ -156,6 +157,8 @@ class Canonicalizer:
         self._max = max_chars
         self._extra = [c for c in extra_columns if c]
         self._type_checked: set[str] = set()
+        # Source lines of conversations whose turns after the last assistant turn were dropped.
+        self.trimmed_rows: list[int] = []
 
     def convert(self, chunk: Chunk) -> tuple[pa.RecordBatch, dict[str, pa.Array]]:
         """Canonical batch, plus the extra source columns (split/group) as strings."""
@@ -308,7 +311,11 @@ class Canonicalizer:
                 self._issues.add(int(line), column, problem, "BAD_CONVERSATION")
                 clean.append([])
             else:
-                clean.append([{"role": t["role"], "content": t["content"]} for t in msgs])
+                turns = [{"role": t["role"], "content": t["content"]} for t in msgs]
+                kept = trim_trailing_turns(turns)
+                if len(kept) < len(turns):
+                    self.trimmed_rows.append(int(line))
+                clean.append(kept)
         return pa.array(clean, MESSAGES_TYPE)
 
     def _instructions(self, prompts: list, inputs: list | None, responses: list,

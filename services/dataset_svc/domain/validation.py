@@ -106,8 +106,9 @@ def check_messages(messages: object, max_chars: int) -> str | None:
     """Returns what is wrong with one conversation, or None when it is well formed.
 
     Rules: a list of {role, content} objects; roles system/user/assistant/tool; system
-    only as the first turn; some user turn followed later by an assistant turn; ends
-    with an assistant turn; no empty content.
+    only as the first turn; some user turn followed later by an assistant turn; no
+    empty content. Turns after the last assistant turn are allowed: there is nothing
+    to learn from them, so the canonical copy drops them (see `trim_trailing_turns`).
     """
     if not isinstance(messages, list):
         return f"expected a list of messages, got {_json_type(messages)}"
@@ -141,10 +142,13 @@ def check_messages(messages: object, max_chars: int) -> str | None:
             user_then_assistant = True
     if not user_then_assistant:
         return "the conversation needs a user turn followed by an assistant turn"
-    if messages[-1].get("role") != "assistant":
-        return (f"the conversation must end with an assistant turn (it ends with a "
-                f"{messages[-1].get('role')} turn)")
     return None
+
+
+def trim_trailing_turns(messages: list[dict]) -> list[dict]:
+    """The conversation up to and including its last assistant turn."""
+    end = max(i for i, turn in enumerate(messages) if turn["role"] == "assistant")
+    return messages[: end + 1]
 
 
 def _json_type(value: object) -> str:

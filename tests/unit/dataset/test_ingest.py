@@ -16,6 +16,7 @@ from services.dataset_svc.domain.model import (
     ColumnMapping,
     DataFormat,
     IngestOptions,
+    SPLITS,
     PiiHandling,
     SplitSettings,
     Task,
@@ -81,12 +82,15 @@ def test_brown_reproducible_and_grouped(tmp_path) -> None:
     assert [c.mapped_to for c in a.report.columns] == ["text", "label", "group"]
 
 
-def test_chatterbot_messages_must_end_with_assistant(tmp_path) -> None:
-    # 43 conversations of the sample end with a user turn: reported with their lines
-    with pytest.raises(IngestFailed) as info:
-        ingest_bytes(_read(CHAT), IngestOptions(file_name="chatterbot_qa_en.jsonl"), tmp_path)
-    assert info.value.total == 43
-    assert info.value.issues[0].line == 223 and info.value.issues[0].field == "messages"
+def test_chatterbot_trailing_user_turns_are_trimmed(tmp_path) -> None:
+    # 43 conversations of the sample end with a user turn: kept, trimmed, and reported.
+    result = ingest_bytes(_read(CHAT), IngestOptions(file_name="chatterbot_qa_en.jsonl"), tmp_path)
+    assert result.report.row_count == 898
+    warning = next(w for w in result.report.warnings if w.code == "TRAILING_TURNS_DROPPED")
+    assert warning.message.startswith("43 conversations") and warning.example_rows[0] == 223
+    for name in SPLITS:
+        for conversation in pq.read_table(result.split_files[name]).column("messages").to_pylist():
+            assert conversation[-1]["role"] == "assistant"
 
 
 def test_chatterbot_as_prompt_response(tmp_path) -> None:
