@@ -226,6 +226,9 @@ def _phone(m: re.Match[str]) -> tuple[int, int] | None:
     return (m.start(), m.end()) if _is_phone(s) else None
 
 
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_MIN_DIGITS = {_IBAN_LOOSE_RE: 2, _CARD_RE: 13, _IPV4_RE: 4, _IPV6_RE: 1, _PHONE_RE: 9}
+
 _CHECKS = (
     (PiiKind.IBAN, _IBAN_LOOSE_RE, _iban),
     (PiiKind.PAYMENT_CARD, _CARD_RE, _card),
@@ -244,7 +247,12 @@ def find_pii(text: str, *, emails: bool = True) -> list[PiiMatch]:
     if emails and "@" in text:
         for m in _EMAIL_RE.finditer(text):
             found.append((_PRIORITY[PiiKind.EMAIL], m.start(), m.end(), PiiKind.EMAIL))
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     for kind, pattern, check in _CHECKS:
+        if digits < _MIN_DIGITS[pattern] or (pattern is _IPV6_RE and ":" not in text):
+            continue
+        if pattern is _IPV4_RE and "." not in text:
+            continue
         pos = 0
         while (m := pattern.search(text, pos)) is not None:
             span = check(m)
@@ -354,14 +362,8 @@ def scan_array(arr: pa.Array, *, redact_matches: bool = False) -> ArrayScan:
                 pc.replace_substring_regex(sub, EMAIL_PATTERN, PLACEHOLDERS[PiiKind.EMAIL])
             )
     if len(other_rows):
-        texts = arr_nn.take(pa.array(other_rows)).to_pylist()
-        new_texts: list[str] = []
-        for j, (row, text) in enumerate(zip(other_rows.tolist(), texts)):
-            matches = find_pii(text)
-            for m in matches:
-                counts[m.kind][row] += 1
-            if redact_matches:
-                new_texts.append(_replace(text, matches) if matches else text)
+        sub = arr_nn.take(pa.array(other_rows))
+        new_texts = _scan_windows(sub, other_rows, counts, redact_matches)
         if redact_matches:
             replaced_idx.append(other_rows)
             replaced_val.append(pa.array(new_texts, type=arr_nn.type))
@@ -381,3 +383,90 @@ def _put(arr: pa.Array, idx: list[np.ndarray], values: list[pa.Array]) -> pa.Arr
     mask = np.zeros(len(arr), dtype=bool)
     mask[all_idx] = True
     return pc.replace_with_mask(arr, pa.array(mask), vals.take(pa.array(order)))
+
+
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (int64, rebased to 0) of a string array and the bytes they index, no copy."""
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    bufs = arr.buffers()
+    offs = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
+    offs = offs[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+    raw = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
+    return offs - offs[0], raw[offs[0] : offs[-1]]
+
+
+_SEED = np.zeros(256, dtype=bool)
+_SEED[ord("0") : ord("9") + 1] = True
+_SEED[ord("@")] = True
+_GAP = 8  # seeds closer than this belong to one window
+_PAD = 40  # context around a window, then widened to the next space
+_SPACES = b" \t\n\r"
+
+
+def _scan_windows(sub: pa.Array, rows: np.ndarray, counts, redact_matches: bool) -> list[str]:
+    """Scan candidate rows only around digits and '@' (in numpy), running the Python
+    patterns on short windows instead of whole texts. Returns the redacted texts."""
+    offs, data = string_buffers(sub)
+    raw = data.tobytes()
+    seeds = np.flatnonzero(_SEED[data])
+    found: list[list[tuple[int, int, PiiKind]]] = [[] for _ in range(len(sub))]
+    if len(seeds):
+        row_of = np.searchsorted(offs, seeds, side="right") - 1
+        brk = np.flatnonzero((np.diff(seeds) > _GAP) | (np.diff(row_of) != 0)) + 1
+        first = np.concatenate([[0], brk])
+        last = np.concatenate([brk - 1, [len(seeds) - 1]])
+        w_row = row_of[first]
+        w_start = np.maximum(seeds[first] - _PAD, offs[w_row])
+        w_end = np.minimum(seeds[last] + 1 + _PAD, offs[w_row + 1])
+        # Merge windows that overlap after padding.
+        prev_end = np.maximum.accumulate(w_end)
+        new = np.concatenate([[True], (w_start[1:] >= prev_end[:-1]) | (np.diff(w_row) != 0)])
+        groups = np.flatnonzero(new)
+        g_end = np.maximum.reduceat(w_end, groups)
+        for r, a, b in zip(w_row[groups].tolist(), w_start[groups].tolist(), g_end.tolist()):
+            lo, hi = int(offs[r]), int(offs[r + 1])
+            a, b = _widen(raw, a, b, lo, hi)
+            window = raw[a:b].decode("utf-8")
+            ascii_only = window.isascii()
+            for m in find_pii(window):
+                if ascii_only:
+                    s0, s1 = m.start, m.end
+                else:
+                    s0 = len(window[: m.start].encode())
+                    s1 = s0 + len(m.value.encode())
+                found[r].append((a + s0 - lo, a + s1 - lo, m.kind))
+    out: list[str] = []
+    for j, matches in enumerate(found):
+        row = int(rows[j])
+        for _, _, kind in matches:
+            counts[kind][row] += 1
+        if redact_matches:
+            lo, hi = int(offs[j]), int(offs[j + 1])
+            text = raw[lo:hi]
+            if matches:
+                parts, pos = [], 0
+                for s0, s1, kind in sorted(matches):
+                    if s0 < pos:
+                        continue
+                    parts += [text[pos:s0], PLACEHOLDERS[kind].encode()]
+                    pos = s1
+                parts.append(text[pos:])
+                text = b"".join(parts)
+            out.append(text.decode("utf-8"))
+    return out
+
+
+def _widen(raw: bytes, a: int, b: int, lo: int, hi: int) -> tuple[int, int]:
+    """Move window edges outward to whitespace (at most 200 bytes) and off the middle
+    of a multi-byte character."""
+    limit = max(lo, a - 200)
+    while a > limit and raw[a - 1] not in _SPACES:
+        a -= 1
+    limit = min(hi, b + 200)
+    while b < limit and raw[b] not in _SPACES:
+        b += 1
+    while a > lo and 0x80 <= raw[a] < 0xC0:
+        a -= 1
+    while b < hi and 0x80 <= raw[b] < 0xC0:
+        b += 1
+    return a, b

@@ -197,14 +197,7 @@ def hash_strings(arr: pa.Array) -> np.ndarray:
     return np.fromiter((h(mv[a:b]) for a, b in zip(o, o[1:])), dtype=np.uint64, count=n)
 
 
-def _offsets_data(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (rebased to 0) and the data bytes they index, without copying."""
-    dtype = np.int64 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else np.int32
-    bufs = arr.buffers()
-    offs = np.frombuffer(bufs[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
-    raw = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
-    data = raw[offs[0] : offs[-1]]
-    return offs - offs[0], data
+_offsets_data = pii_mod.string_buffers
 
 
 # Unicode spaces and punctuation (curly quotes, dashes, ellipsis, no-break space…);
