@@ -199,7 +199,7 @@ def _ipv6(m: re.Match[str]) -> tuple[int, int] | None:
 def _is_phone(s: str) -> bool:
     groups = _DIGIT_GROUPS_RE.findall(s)
     digits = "".join(groups)
-    if s.startswith("+") or s.startswith("00"):
+    if s.startswith(("+", "00")):
         if s.startswith("00"):
             digits = digits[2:]
         return 9 <= len(digits) <= 15 and digits[0] != "0"

@@ -11,6 +11,7 @@ sampled text stay in) and the duplicate counts become estimates.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -25,11 +26,15 @@ from services.dataset_svc.domain.model import (
     LabelCount,
     LengthHistogram,
     PiiFinding,
-    PiiKind,
     QualityReport,
     Task,
 )
-from services.dataset_svc.domain.warnings import LONG_CHARS, SHORT_WORDS, ProfileFacts, build_warnings
+from services.dataset_svc.domain.warnings import (
+    LONG_CHARS,
+    SHORT_WORDS,
+    ProfileFacts,
+    build_warnings,
+)
 
 # Histogram bucket edges (lengths in characters or tokens); the last bucket is open.
 EDGES = np.array([0] + [2**k for k in range(4, 21)], dtype=np.int64)  # 0, 16, 32 … 1,048,576
@@ -194,7 +199,7 @@ def hash_strings(arr: pa.Array) -> np.ndarray:
     o = offs.tolist()
     mv = memoryview(data)
     h = xxhash.xxh64_intdigest
-    return np.fromiter((h(mv[a:b]) for a, b in zip(o, o[1:])), dtype=np.uint64, count=n)
+    return np.fromiter((h(mv[a:b]) for a, b in pairwise(o)), dtype=np.uint64, count=n)
 
 
 _offsets_data = pii_mod.string_buffers
@@ -224,7 +229,7 @@ def normalised_hashes(arr: pa.Array) -> np.ndarray:
     h = xxhash.xxh64_intdigest
     # bytes.translate drops ASCII non-letters and lower-cases in one C pass per row.
     return np.fromiter(
-        (h(raw[a:b].translate(_LOWER, _DROP)) for a, b in zip(o, o[1:])), dtype=np.uint64, count=n
+        (h(raw[a:b].translate(_LOWER, _DROP)) for a, b in pairwise(o)), dtype=np.uint64, count=n
     )
 
 

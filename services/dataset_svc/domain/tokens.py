@@ -115,5 +115,5 @@ def load_token_counter(model: str) -> TokenCounter:
         return _counter(source, local)
     except InvalidArgument:
         raise
-    except Exception as exc:  # noqa: BLE001 - any loader failure means "not usable here"
+    except Exception as exc:
         raise _unknown(model, type(exc).__name__) from exc

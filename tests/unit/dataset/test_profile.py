@@ -108,7 +108,7 @@ def make_rows(n, seed=0):
 
 def same_numbers(a, b):
     """Reports equal except for example rows (which rows are noticed depends on batching)."""
-    strip = lambda r: [(w.code, w.severity, w.message) for w in r.warnings]  # noqa: E731
+    strip = lambda r: [(w.code, w.severity, w.message) for w in r.warnings]
     assert strip(a) == strip(b)
     assert a.__class__(**{**a.__dict__, "warnings": ()}) == b.__class__(**{**b.__dict__, "warnings": ()})
 
