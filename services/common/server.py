@@ -146,15 +146,17 @@ async def serve_forever(server: grpc.aio.Server, grace: float = 10) -> None:
             loop.add_signal_handler(sig, stop.set)
     terminated = asyncio.create_task(server.wait_for_termination())
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({terminated, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if stop.is_set():
-        log.info("shutting down", extra={"grace_seconds": grace})
-    await stop_server(server, grace)
-    for task in (terminated, stopping):
-        task.cancel()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(sig)
+    try:
+        await asyncio.wait({terminated, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.info("shutting down", extra={"grace_seconds": grace})
+    finally:  # also when the serving task itself is cancelled
+        for task in (terminated, stopping):
+            task.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await stop_server(server, grace)
 
 
 @dataclass
