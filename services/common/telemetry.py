@@ -127,6 +127,7 @@ def _instrument_grpc() -> None:
 
 
 def shutdown_telemetry() -> None:
-    """Flush pending spans (call at process exit)."""
+    """Flush pending spans. Not a shutdown: the provider is process-wide (tests run several
+    services in one process) and OpenTelemetry shuts it down at interpreter exit."""
     if _provider is not None:
-        _provider.shutdown()
+        _provider.force_flush(timeout_millis=5000)
