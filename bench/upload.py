@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import io
 import json
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+import pyarrow.csv as pacsv
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import mtw
@@ -35,9 +37,8 @@ from services.common.objectstore import ObjectStore
 
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS = Path(__file__).parent / "results"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WARM_UP = "text,label\n".encode() + b"".join(b"warm up row %d,%s\n" % (i, b"ab"[i % 2:i % 2 + 1]) for i in range(200))
-WORDS = ("data model train label text review great poor service fast slow price quality "
-         "support delivery product return refund happy angry neutral customer order").split()
 
 
 def free_port() -> int:
@@ -47,20 +48,18 @@ def free_port() -> int:
 
 
 def make_csv(path: Path, size: int) -> None:
-    """A classification CSV of `size` bytes with varied rows (few duplicates)."""
+    """A classification CSV of `size` bytes: rows of 2-6 random sentences of the Brown
+    corpus with its genre labels, so texts read like real prose and rarely repeat."""
     rng = random.Random(7)
-    labels = ("positive", "negative", "neutral")
-    with path.open("w", encoding="utf-8") as f:
-        f.write("text,label\n")
-        written = 0
-        while written < size:
-            lines = []
+    table = pacsv.read_csv(SHARED_DATA / "brown_genres.csv")
+    sentences = [s.strip() for text in table.column("text").to_pylist() for s in text.split(". ") if s.strip()]
+    labels = sorted(set(table.column("label").to_pylist()))
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        while f.tell() < size:
             for _ in range(10_000):
-                words = " ".join(rng.choices(WORDS, k=rng.randint(8, 40)))
-                lines.append(f"{words} {rng.randrange(10**9)},{rng.choice(labels)}\n")
-            block = "".join(lines)
-            f.write(block)
-            written += len(block)
+                writer.writerow([". ".join(rng.choices(sentences, k=rng.randint(2, 6))), rng.choice(labels)])
 
 
 class RssSampler(threading.Thread):

@@ -68,7 +68,7 @@ from services.dataset_svc.domain.validation import IngestFailed, Issues
 __all__ = ["IngestFailed", "IngestLimits", "IngestResult", "ingest"]
 
 WRITE_ROWS = 65_536  # rows buffered per split before a Parquet row group is written...
-WRITE_BYTES = 32 << 20  # ...or this many bytes, whichever comes first
+WRITE_BYTES = 8 << 20  # ...or this many bytes, whichever comes first
 
 
 @dataclass(frozen=True)
