@@ -8,6 +8,9 @@ Services subclass :class:`ServiceSettings` to add their own fields, e.g.::
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only good for local runs; deploy/ sets PAGE_TOKEN_SECRET.
@@ -32,3 +35,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     page_token_secret: str = DEV_PAGE_TOKEN_SECRET
     service_name: str = "mtw"
+    # Server folders (separated by os.pathsep) from which callers may name local models.
+    model_dirs: str = ""
+
+    @property
+    def model_dir_paths(self) -> list[Path]:
+        return [Path(p) for p in self.model_dirs.split(os.pathsep) if p]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import io
 import logging
 import re
@@ -22,7 +23,14 @@ from services.common.filtering import parse_filter
 from services.common.objectstore import ObjectStore, safe_key
 from services.dataset_svc import preview
 from services.dataset_svc.domain.ingest import IngestLimits, ingest
-from services.dataset_svc.domain.model import SPLITS, Dataset, DatasetVersion, IngestOptions, SplitInfo
+from services.dataset_svc.domain.model import (
+    SPLITS,
+    Dataset,
+    DatasetVersion,
+    IngestOptions,
+    SplitInfo,
+)
+from services.dataset_svc.domain.tokens import load_token_counter
 from services.dataset_svc.settings import DatasetSettings
 from services.dataset_svc.store import DatasetStore, NewVersion, quota_exceeded
 from services.dataset_svc.uploads import store_and_ingest
@@ -192,13 +200,14 @@ class DatasetApp:
                                        "objects", upload_id)
         raw_key = safe_key(prefix, "raw", options.file_name or "upload")
         limits = IngestLimits(max_field_chars=self.settings.dataset_max_field_chars)
+        tokenizers = functools.partial(load_token_counter, model_dirs=self.settings.model_dir_paths)
         await self.store.claim_upload_prefix(project, prefix)
         try:
             with tempfile.TemporaryDirectory(dir=self.settings.dataset_work_dir or None) as tmp:
                 workdir = Path(tmp)
 
                 def run_ingest(source: io.BufferedReader):
-                    return ingest(source, options, workdir, limits=limits)
+                    return ingest(source, options, workdir, limits=limits, token_counter_loader=tokenizers)
 
                 max_bytes, quota = self.settings.dataset_max_upload_bytes, self.settings.dataset_project_quota_bytes
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 from services.common.errors import FieldViolation, InvalidArgument
 
 FIELD = "options.tokenizer_model"
+_HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 def _minilm_path() -> str:
@@ -75,16 +76,20 @@ def _unknown(model: str, why: str) -> InvalidArgument:
     )
 
 
-def _resolve(model: str) -> tuple[str, bool]:
+def _resolve(model: str, model_dirs: Sequence[Path]) -> tuple[str, bool]:
     """(what to pass to from_pretrained, whether it is a local folder)."""
     if model in KNOWN_MODELS:
         return KNOWN_MODELS[model](), True
     if model.lower() in KNOWN_MODELS:
         return KNOWN_MODELS[model.lower()](), True
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path), True
-    return model, False
+    if _HF_ID.fullmatch(model) and not Path(model).exists():
+        return model, False  # a Hugging Face id, taken from the local cache only
+    # A server path: only inside the configured model folders, so callers can't probe the
+    # filesystem (the same answer whether or not the path exists elsewhere).
+    path = Path(model).expanduser().resolve()
+    if not path.is_dir() or not any(path.is_relative_to(Path(d).resolve()) for d in model_dirs):
+        raise _unknown(model, "not a folder under the configured model folders")
+    return str(path), True
 
 
 def _load(source: str, local: bool) -> object:
@@ -101,17 +106,15 @@ def _counter(source: str, local: bool) -> TokenCounter:
     return TokenCounter(_load(source, local), source)
 
 
-def load_token_counter(model: str) -> TokenCounter:
+def load_token_counter(model: str, model_dirs: Sequence[Path] = ()) -> TokenCounter:
     """A token counter for a base model's tokenizer (catalog name, cached Hugging Face
-    id, or local folder). Raises InvalidArgument on `options.tokenizer_model` when the
-    tokenizer cannot be loaded offline."""
+    id, or a folder inside `model_dirs`). Raises InvalidArgument on
+    `options.tokenizer_model` when the tokenizer cannot be loaded offline."""
     model = (model or "").strip()
     if not model:
         raise _unknown(model, "no model given")
-    if os.path.isabs(model) and not Path(model).is_dir():
-        raise _unknown(model, "no such folder")
     try:
-        source, local = _resolve(model)
+        source, local = _resolve(model, model_dirs)
         return _counter(source, local)
     except InvalidArgument:
         raise

