@@ -6,14 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
-class Task(enum.Enum):
-    """What the data trains. Values match `mtw.common.v1.Task`."""
-
-    UNSPECIFIED = 0
-    SEQUENCE_CLASSIFICATION = 1
-    CAUSAL_LM = 2
-    CHAT_SFT = 3
+from services.common.task import Task
 
 
 class DataFormat(enum.Enum):

@@ -7,12 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-
-class Task(enum.Enum):
-    UNSPECIFIED = 0
-    SEQUENCE_CLASSIFICATION = 1
-    CAUSAL_LM = 2
-    CHAT_SFT = 3
+from services.common.task import Task
 
 
 class TuningMethod(enum.Enum):
