@@ -38,7 +38,7 @@ from services.common.objectstore import ObjectStore
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS = Path(__file__).parent / "results"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-WARM_UP = "text,label\n".encode() + b"".join(b"warm up row %d,%s\n" % (i, b"ab"[i % 2:i % 2 + 1]) for i in range(200))
+WARM_UP = b"text,label\n" + b"".join(b"warm up row %d,%s\n" % (i, b"ab"[i % 2:i % 2 + 1]) for i in range(200))
 
 
 def free_port() -> int:

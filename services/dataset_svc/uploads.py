@@ -4,11 +4,11 @@ at the same time, with memory bounded by a few chunks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import janus
 
@@ -125,8 +125,6 @@ async def _stop_parser(queue: janus.Queue, parser: asyncio.Future) -> None:
                 queue.sync_q.get_nowait()
             except Exception:  # noqa: BLE001 - janus raises queue.Empty
                 break
-        try:
+        with contextlib.suppress(Exception):  # full again: the parser drains it and stops
             queue.sync_q.put_nowait(_ABORT)
-        except Exception:  # noqa: BLE001 - full again: the parser will drain it
-            pass
     await asyncio.wait({parser})

@@ -4,14 +4,15 @@ and S3 endpoint, with API keys for two projects."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest_asyncio
 
-from mtw.dataset.v1 import dataset_pb2, dataset_service_pb2 as pb, dataset_service_pb2_grpc, dataset_version_pb2
+from mtw.dataset.v1 import dataset_pb2, dataset_service_pb2_grpc, dataset_version_pb2
+from mtw.dataset.v1 import dataset_service_pb2 as pb
 from services.common.auth import KeyStore
 from services.dataset_svc import service
 from services.dataset_svc.settings import DatasetSettings
@@ -73,12 +74,12 @@ async def upload_messages(
 
 def dataset_settings(service_settings, **overrides) -> DatasetSettings:
     """Settings on the run's database and S3 endpoint, in a bucket of its own."""
-    values = dict(
-        s3_bucket=f"mtw-test-{uuid.uuid4().hex[:8]}",
-        dataset_project_quota_bytes=QUOTA,
-        dataset_max_upload_bytes=MAX_UPLOAD,
-        service_name="dataset-svc",
-    )
+    values = {
+        "s3_bucket": f"mtw-test-{uuid.uuid4().hex[:8]}",
+        "dataset_project_quota_bytes": QUOTA,
+        "dataset_max_upload_bytes": MAX_UPLOAD,
+        "service_name": "dataset-svc",
+    }
     return service_settings(DatasetSettings, **{**values, **overrides})
 
 

@@ -31,7 +31,7 @@ def test_corpus_is_large_enough():
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 async def test_bad_input(dataset_svc, dataset, case):
-    case_id, file_name, data, options, error_class, expected_text = case
+    _, file_name, data, options, error_class, expected_text = case
     before = await dataset_svc.version_rows()
     proto_options = convert.ingest_options_to_proto(options)
     proto_options.file_name = file_name

@@ -7,7 +7,8 @@ import asyncio
 import grpc
 import pytest
 
-from mtw.dataset.v1 import dataset_service_pb2 as pb, dataset_version_pb2 as vpb
+from mtw.dataset.v1 import dataset_service_pb2 as pb
+from mtw.dataset.v1 import dataset_version_pb2 as vpb
 
 from .conftest import MAX_UPLOAD, QUOTA
 

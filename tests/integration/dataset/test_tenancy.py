@@ -6,7 +6,9 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from mtw.dataset.v1 import dataset_pb2, dataset_service_pb2 as pb, dataset_version_pb2 as vpb
+from mtw.dataset.v1 import dataset_pb2
+from mtw.dataset.v1 import dataset_service_pb2 as pb
+from mtw.dataset.v1 import dataset_version_pb2 as vpb
 
 from .conftest import upload_messages
 

@@ -7,7 +7,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mtw.dataset.v1 import dataset_pb2, dataset_service_pb2 as pb, dataset_service_pb2_grpc, dataset_version_pb2
+from mtw.dataset.v1 import dataset_pb2, dataset_service_pb2_grpc, dataset_version_pb2
+from mtw.dataset.v1 import dataset_service_pb2 as pb
 from services.common.telemetry import setup_telemetry
 from services.dataset_svc import service
 

@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtw.common.v1 import task_pb2
-from mtw.dataset.v1 import dataset_service_pb2 as pb, dataset_version_pb2 as vpb, quality_report_pb2 as qpb
+from mtw.dataset.v1 import dataset_service_pb2 as pb
+from mtw.dataset.v1 import dataset_version_pb2 as vpb
+from mtw.dataset.v1 import quality_report_pb2 as qpb
 
 from .conftest import SHARED_DATA
 

@@ -13,10 +13,10 @@ import pytest
 from services.dataset_svc.domain.ingest import IngestLimits, IngestResult
 from services.dataset_svc.domain.mapping import MESSAGES_TYPE
 from services.dataset_svc.domain.model import (
+    SPLITS,
     ColumnMapping,
     DataFormat,
     IngestOptions,
-    SPLITS,
     PiiHandling,
     SplitSettings,
     Task,
