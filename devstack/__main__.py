@@ -22,7 +22,7 @@ def components() -> list[Component]:
 
 
 def instructions(created: bool) -> str:
-    rel = ENV_FILE.relative_to(ROOT)
+    rel = ENV_FILE.relative_to(ROOT) if ENV_FILE.is_relative_to(ROOT) else ENV_FILE
     data = ROOT.parent / "shared" / "data" / "brown_genres.csv"
     sample = data if data.exists() else "path/to/your.csv"
     return "\n".join(

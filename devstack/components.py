@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+# Keys, logs and the embedded database; MTW_RUN_DIR moves them (e.g. a test's tmp dir).
+RUN_DIR = Path(os.environ.get("MTW_RUN_DIR") or ROOT / ".run").resolve()
 
 
 class Component(Protocol):

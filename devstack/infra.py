@@ -67,7 +67,8 @@ class Postgres:
 
 
 class S3:
-    """S3_ENDPOINT, else a moto S3 server (real HTTP S3 protocol) as a child process."""
+    """S3_ENDPOINT, else a moto S3 server (real HTTP S3 protocol) as a child process,
+    on S3_PORT when set, else on 9000 when free, else on any free port."""
 
     name = "s3"
 
@@ -79,7 +80,7 @@ class S3:
         if env.get("S3_ENDPOINT"):
             say(f"S3: using S3_ENDPOINT {env['S3_ENDPOINT']}")
             return
-        port = port_or_free(self.preferred_port)
+        port = int(env["S3_PORT"]) if env.get("S3_PORT") else port_or_free(self.preferred_port)
         self._child = ChildProcess(
             "s3",
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
