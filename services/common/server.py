@@ -151,12 +151,14 @@ async def serve_forever(server: grpc.aio.Server, grace: float = 10) -> None:
         if stop.is_set():
             log.info("shutting down", extra={"grace_seconds": grace})
     finally:  # also when the serving task itself is cancelled
-        for task in (terminated, stopping):
-            task.cancel()
+        stopping.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        # Only after the stop: cancelling wait_for_termination() cancels the server's own
+        # shutdown future, and server.stop() then fails with CancelledError.
         await stop_server(server, grace)
+        terminated.cancel()
 
 
 @dataclass
