@@ -74,14 +74,24 @@ def bar(value: float, maximum: float, width: int = 30) -> str:
 
 
 def field_label(field: str) -> str:
-    """``line:12:label`` → ``line 12, field 'label'``; ``line:12`` → ``line 12``."""
+    """``line:12:label`` → ``line 12, field 'label'``; ``line:12`` → ``line 12``;
+    ``file:label`` (a whole-file problem) → ``field 'label'``; ``file`` → ``file``."""
     parts = field.split(":")
     if parts[0] == "line" and len(parts) >= 2 and parts[1].isdigit():
         text = f"line {parts[1]}"
         if len(parts) > 2 and parts[2]:
             text += f", field '{':'.join(parts[2:])}'"
         return text
+    if parts[0] == "file":
+        return f"field '{':'.join(parts[1:])}'" if len(parts) > 1 else "file"
     return f"field '{field}'" if field else "request"
+
+
+def violation_text(field: str, description: str) -> str:
+    """``line 3, field 'label': the field is empty``, without repeating a location the
+    description already starts with (the dataset service names it in both)."""
+    where = field_label(field)
+    return description if description.startswith(where) else f"{where}: {description}"
 
 
 # -- JSON -------------------------------------------------------------------------
@@ -110,7 +120,7 @@ def render_error(console: Console, error: BaseException, endpoint: str = "") -> 
     console.print(f"[bold red]Error:[/] {escape(str(error))}")
     if isinstance(error, InvalidArgument):
         for v in error.violations:
-            console.print(f"  [red]•[/] {escape(field_label(v.field))}: {escape(v.description)}")
+            console.print(f"  [red]•[/] {escape(violation_text(v.field, v.description))}")
         total = max(error.total_errors, len(error.violations))
         if total > len(error.violations):
             console.print(

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mtw.cli import app, main
 from mtw.cli.datasets import ingest_options_from_flags, parse_labels, version_ref
-from mtw.cli.render import bar, field_label, human_bytes
+from mtw.cli.render import bar, field_label, human_bytes, violation_text
 from mtw.client.testing import FakeDatasetService, serve_fake
 from mtw.common.v1 import task_pb2
 from mtw.dataset.v1 import dataset_version_pb2 as ver
@@ -154,6 +154,12 @@ def test_render_helpers():
     assert field_label("line:12:label") == "line 12, field 'label'"
     assert field_label("line:7") == "line 7"
     assert field_label("dataset.display_name") == "field 'dataset.display_name'"
+    assert field_label("file:label") == "field 'label'" and field_label("file") == "file"
+    # the dataset service repeats the location in the description: shown once
+    assert violation_text("line:5:label", "line 5, field 'label': the field is empty") == (
+        "line 5, field 'label': the field is empty"
+    )
+    assert violation_text("line:5:label", "empty") == "line 5, field 'label': empty"
     assert human_bytes(1_500_000) == "1.5 MB" and human_bytes(12) == "12 B"
     assert bar(10, 10, 4) == "████" and bar(0, 10) == "" and bar(1, 16, 2) == "▏" and bar(8, 16, 2) == "█"
 

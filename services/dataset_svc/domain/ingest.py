@@ -173,6 +173,9 @@ class _Run:
 
     def _start(self, columns: list[str]) -> None:
         opts = self.options
+        # Row problems the reader met in the first block are no reason to stop here: only
+        # unusable options are; the rows are still checked so that every problem is reported.
+        before = self.issues.total
         self.resolved = resolve_mapping(columns, opts.task, opts.column_mapping, self.issues)
         s = opts.split
         for name in ("split_column", "group_column"):
@@ -181,7 +184,8 @@ class _Run:
                 self.issues.add(0, f"options.split.{name}",
                                 f"{name} '{col}' is not a column of the file (columns found: "
                                 f"{', '.join(repr(c) for c in columns)})", "UNKNOWN_COLUMN")
-        self.issues.raise_if_any()
+        if self.issues.total > before:
+            raise self.issues.failure()
         self.canon = Canonicalizer(self.resolved, self.issues, max_chars=self.limits.max_field_chars,
                                    extra_columns=(s.split_column, s.group_column))
         if s.split_column:

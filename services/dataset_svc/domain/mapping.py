@@ -21,9 +21,9 @@ from services.dataset_svc.domain.readers import Chunk, RecordChunk, TableChunk
 from services.dataset_svc.domain.validation import (
     Issues,
     check_messages,
-    trim_trailing_turns,
     check_strings,
     json_type,
+    trim_trailing_turns,
 )
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -77,8 +77,10 @@ def resolve_mapping(columns: Sequence[str], task: Task, mapping: ColumnMapping,
                     issues: Issues) -> ResolvedMapping:
     """Chooses the task and the source column of each canonical field.
 
-    Raises IngestFailed when a mapped column does not exist or a required one is missing.
+    Raises IngestFailed when a mapped column does not exist or a required one is missing
+    (row problems already in `issues` do not stop it: they are reported with the rest).
     """
+    before = issues.total
     found = ", ".join(f"'{c}'" for c in columns) or "none"
     for key in ("text", "label", "messages", "prompt", "input", "response"):
         name = getattr(mapping, key)
@@ -86,7 +88,7 @@ def resolve_mapping(columns: Sequence[str], task: Task, mapping: ColumnMapping,
             issues.add(0, f"column_mapping.{key}",
                        f"the column mapping names column '{name}', which is not in the file "
                        f"(columns found: {found})", "UNKNOWN_COLUMN")
-    if issues:
+    if issues.total > before:
         raise issues.failure()
 
     def pick(key: str) -> str:
@@ -140,7 +142,7 @@ def resolve_mapping(columns: Sequence[str], task: Task, mapping: ColumnMapping,
                 missing("response")
             resolved = ColumnMapping(prompt=prompt, input=input_, response=response)
             system = _find(columns, SYSTEM_ALIASES)
-    if issues:
+    if issues.total > before:
         raise issues.failure()
     return ResolvedMapping(task, resolved, system)
 
