@@ -115,13 +115,19 @@ class Histogram:
 class KeyTable:
     """Distinct 64-bit keys (sorted) with per-column uint32 counts.
 
-    Beyond `max_keys` distinct keys it keeps only keys below a shrinking limit (a
-    deterministic sample of the hash space); `sampled_rows` then tells how many rows
-    the kept counts cover."""
+    New keys first go to a small sorted pending table that is merged into the main one
+    every `merge_keys` new keys, so a batch costs O(batch + pending) instead of a copy
+    of the whole table. Beyond `max_keys` distinct keys it keeps only keys below a
+    shrinking limit (a deterministic sample of the hash space); `sampled_rows` then
+    tells how many rows the kept counts cover."""
+
+    merge_keys = 65_536
 
     def __init__(self, columns: int, max_keys: int) -> None:
-        self.keys = np.empty(0, dtype=np.uint64)
-        self.counts = np.empty((0, columns), dtype=np.uint32)
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._counts = np.empty((0, columns), dtype=np.uint32)
+        self._pkeys = np.empty(0, dtype=np.uint64)  # pending: sorted, disjoint from _keys
+        self._pcounts = np.empty((0, columns), dtype=np.uint32)
         self.columns = columns
         self.max_keys = max_keys
         self.level = 0  # keys kept: those < 2**(64 - level)
@@ -130,20 +136,60 @@ class KeyTable:
     def sampled(self) -> bool:
         return self.level > 0
 
+    @property
+    def keys(self) -> np.ndarray:
+        """All distinct keys, sorted."""
+        self._merge()
+        return self._keys
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Counts per key of `keys` (keys × columns)."""
+        self._merge()
+        return self._counts
+
+    def __len__(self) -> int:
+        return len(self._keys) + len(self._pkeys)
+
     def _limit(self) -> np.uint64:
         return np.uint64((1 << (64 - self.level)) - 1)
+
+    def _merge(self) -> None:
+        if len(self._pkeys):
+            pos = np.searchsorted(self._keys, self._pkeys)
+            self._keys = np.insert(self._keys, pos, self._pkeys)
+            self._counts = np.insert(self._counts, pos, self._pcounts, axis=0)
+            self._pkeys = self._pkeys[:0]
+            self._pcounts = self._pcounts[:0]
 
     def add(self, keys: np.ndarray, column: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Count `keys` (column index per key, 0 when None). Returns (seen_before, tracked):
         whether each row's key was counted before it (earlier batch or earlier in this
         batch), and whether the row is in the tracked sample at all."""
+        seen, tracked, _, _ = self.add_detailed(keys, column)
+        return seen, tracked
+
+    def add_detailed(
+        self,
+        keys: np.ndarray,
+        column: np.ndarray | None = None,
+        *,
+        details: bool = False,
+        prefix_mask: np.uint64 | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """`add`, then with `details` also each row's key counts after the batch (rows ×
+        columns, zero for rows outside the sample) and, with `prefix_mask`, whether the
+        table holds another key with the same masked bits (the same text under another
+        label). Returns (seen_before, tracked, counts, siblings)."""
         n = len(keys)
         tracked = np.ones(n, dtype=bool)
         if self.level:
             tracked = keys <= self._limit()
         seen = np.zeros(n, dtype=bool)
         if not tracked.any():
-            return seen, tracked
+            zero = np.zeros((n, self.columns), np.uint32) if details else None
+            sib = np.zeros(n, bool) if details and prefix_mask is not None else None
+            return seen, tracked, zero, sib
         k = keys[tracked] if self.level else keys
         col = (column[tracked] if self.level else column) if column is not None else None
         uk, first, inv = np.unique(k, return_index=True, return_inverse=True)
@@ -155,37 +201,98 @@ class KeyTable:
                 .astype(np.uint32)
                 .reshape(-1, self.columns)
             )
-        pos = np.searchsorted(self.keys, uk)
-        found = pos < len(self.keys)
-        found[found] = self.keys[pos[found]] == uk[found]
-        if found.any():
-            self.counts[pos[found]] += bc[found]
-        new = ~found
-        if new.any():
-            self.keys = np.insert(self.keys, pos[new], uk[new])
-            self.counts = np.insert(self.counts, pos[new], bc[new], axis=0)
-        row_seen = found[inv] | (np.arange(len(k)) != first[inv])
-        seen[tracked] = row_seen
-        while len(self.keys) > self.max_keys:
-            self.level += 1
-            keep = self.keys <= self._limit()
-            self.keys, self.counts = self.keys[keep], self.counts[keep]
-        return seen, tracked
+        pos = np.searchsorted(self._keys, uk)
+        in_main = _present(self._keys, uk, pos)
+        if in_main.any():
+            self._counts[pos[in_main]] += bc[in_main]
+        found = in_main.copy()
+        rest = np.flatnonzero(~in_main)
+        if len(rest):
+            rk = uk[rest]
+            ppos = np.searchsorted(self._pkeys, rk)
+            in_pending = _present(self._pkeys, rk, ppos)
+            if in_pending.any():
+                self._pcounts[ppos[in_pending]] += bc[rest[in_pending]]
+            found[rest] = in_pending
+            new = ~in_pending
+            if new.any():
+                self._pkeys = np.insert(self._pkeys, ppos[new], rk[new])
+                self._pcounts = np.insert(self._pcounts, ppos[new], bc[rest[new]], axis=0)
+        seen[tracked] = found[inv] | (np.arange(len(k)) != first[inv])
+        counts = siblings = None
+        if details:
+            u_counts, u_sib = self._details(uk, pos, in_main, prefix_mask)
+            counts = np.zeros((n, self.columns), np.uint32)
+            counts[tracked] = u_counts[inv]
+            if u_sib is not None:
+                siblings = np.zeros(n, bool)
+                siblings[tracked] = u_sib[inv]
+        if len(self) > self.max_keys or len(self._pkeys) >= self.merge_keys:
+            self._merge()
+            if len(self._keys) > self.max_keys:
+                while len(self._keys) > self.max_keys:
+                    self.level += 1
+                    keep = self._keys <= self._limit()
+                    self._keys, self._counts = self._keys[keep], self._counts[keep]
+                if counts is not None:  # rows whose key just left the sample
+                    gone = keys > self._limit()
+                    counts[gone] = 0
+                    if siblings is not None:
+                        siblings[gone] = False
+        return seen, tracked, counts, siblings
+
+    def _details(self, uk, pos, in_main, prefix_mask):
+        """Counts of the (sorted, unique, just added) keys `uk` and whether another key
+        shares their masked bits; `pos`/`in_main`: their place in the main table."""
+        ppos = np.searchsorted(self._pkeys, uk)
+        in_pending = _present(self._pkeys, uk, ppos)
+        counts = np.empty((len(uk), self.columns), np.uint32)
+        if in_main.any():
+            counts[in_main] = self._counts[pos[in_main]]
+        if in_pending.any():
+            counts[in_pending] = self._pcounts[ppos[in_pending]]
+        if prefix_mask is None:
+            return counts, None
+        mine = uk & prefix_mask
+        sib = _neighbour_shares(self._keys, pos, in_main, mine, prefix_mask)
+        sib |= _neighbour_shares(self._pkeys, ppos, in_pending, mine, prefix_mask)
+        return counts, sib
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Index of each key in the table, -1 when absent."""
-        pos = np.searchsorted(self.keys, keys)
-        ok = pos < len(self.keys)
-        ok[ok] = self.keys[pos[ok]] == keys[ok]
-        return np.where(ok, pos, -1)
+        """Index of each key in `keys`, -1 when absent."""
+        table = self.keys
+        pos = np.searchsorted(table, keys)
+        return np.where(_present(table, keys, pos), pos, -1)
 
     @property
     def rows(self) -> int:
-        return int(self.counts.sum(dtype=np.int64))
+        return int(self._counts.sum(dtype=np.int64)) + int(self._pcounts.sum(dtype=np.int64))
 
     @property
     def nbytes(self) -> int:
-        return self.keys.nbytes + self.counts.nbytes
+        return self._keys.nbytes + self._counts.nbytes + self._pkeys.nbytes + self._pcounts.nbytes
+
+
+def _present(table: np.ndarray, keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Whether keys[i] == table[pos[i]] (pos from searchsorted)."""
+    ok = pos < len(table)
+    ok[ok] = table[pos[ok]] == keys[ok]
+    return ok
+
+
+def _neighbour_shares(table, pos, present, mine, mask) -> np.ndarray:
+    """Whether the table's neighbours of each query (at its searchsorted `pos`, skipping
+    the query itself when `present`) have the same masked bits `mine`."""
+    out = np.zeros(len(pos), dtype=bool)
+    if not len(table):
+        return out
+    before = pos - 1
+    ok = before >= 0
+    out[ok] = (table[before[ok]] & mask) == mine[ok]
+    after = pos + present
+    ok = after < len(table)
+    out[ok] |= (table[after[ok]] & mask) == mine[ok]
+    return out
 
 
 def hash_strings(arr: pa.Array) -> np.ndarray:
@@ -326,12 +433,22 @@ class QualityProfiler:
         if self.task is Task.SEQUENCE_CLASSIFICATION:
             label_ids = self._labels(batch.column("label"), split)
             key = (key & _TEXT_MASK) | (label_ids.astype(np.uint64) & np.uint64(0xFFFF))
-        seen, _ = self.texts.add(key, split)
+        want_leak = not self.ex["leak"].full
+        want_conflict = self.task is Task.SEQUENCE_CLASSIFICATION and not self.ex["conflict"].full
+        seen, _, counts, siblings = self.texts.add_detailed(
+            key,
+            split,
+            details=want_leak or want_conflict,
+            prefix_mask=_TEXT_MASK if want_conflict else None,
+        )
         self.ex["dup"].take(source_rows, seen)
         near_seen, _ = self.near.add(normalised_hashes(text))
         self.ex["near"].take(source_rows, near_seen & ~seen)
-        if not (self.ex["leak"].full and self.ex["conflict"].full):
-            self._leak_and_conflict_examples(key, split, source_rows)
+        if want_leak:
+            # A validation/test row whose text (and label) is also in train.
+            self.ex["leak"].take(source_rows, (split != 0) & (counts[:, 0] > 0))
+        if want_conflict:
+            self.ex["conflict"].take(source_rows, siblings)
 
         # Personal data.
         return self._pii(batch, pii_input, parents, source_rows)
@@ -411,22 +528,6 @@ class QualityProfiler:
             self.label_ids[label] = got
             self.label_names.append(label)
         return got
-
-    def _leak_and_conflict_examples(self, key: np.ndarray, split: np.ndarray, source_rows: np.ndarray) -> None:
-        pos = self.texts.lookup(key)
-        ok = pos >= 0
-        if not ok.any():
-            return
-        counts = self.texts.counts[np.where(ok, pos, 0)]
-        if not self.ex["leak"].full:
-            self.ex["leak"].take(source_rows, ok & (split != 0) & (counts[:, 0] > 0))
-        if self.task is Task.SEQUENCE_CLASSIFICATION and not self.ex["conflict"].full:
-            keys, text_of = self.texts.keys, self.texts.keys & _TEXT_MASK
-            mine = key & _TEXT_MASK
-            p = np.where(ok, pos, 0)
-            before = (p > 0) & (text_of[np.maximum(p - 1, 0)] == mine)
-            after = (p + 1 < len(keys)) & (text_of[np.minimum(p + 1, len(keys) - 1)] == mine)
-            self.ex["conflict"].take(source_rows, ok & (before | after))
 
     def _pii(self, batch: pa.RecordBatch, strings: pa.Array, parents, source_rows) -> pa.RecordBatch:
         scan = pii_mod.scan_array(strings, redact_matches=self.redact_pii)
