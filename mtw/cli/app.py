@@ -6,6 +6,7 @@ API errors print a red message plus each field violation and exit 1; usage error
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -149,8 +150,12 @@ _register()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code (``mtw`` calls ``sys.exit`` on it)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    # `--json` is a global option, but people type it after the command too.
+    if "--json" in args[1:]:
+        args = ["--json", *(a for a in args if a != "--json")]
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="mtw")
+        app(args=args, prog_name="mtw")
     except SystemExit as e:
         code = e.code
         if code is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -257,3 +258,15 @@ def test_preview_report_versions_and_deletes(run, tmp_path):
     assert run("datasets", "delete-version", "reviews/versions/1").exit_code == 0
     assert run("datasets", "delete", "reviews", "--force", "--yes").exit_code == 0
     assert run("datasets", "show", "reviews").exit_code == 1
+
+
+def test_json_flag_after_the_command_is_global(monkeypatch):
+    cli_app = importlib.import_module("mtw.cli.app")  # the module, not the typer app
+    seen = {}
+
+    def fake_app(args, prog_name):
+        seen["args"] = args
+
+    monkeypatch.setattr(cli_app, "app", fake_app)
+    assert cli_app.main(["datasets", "versions", "brown", "--json"]) == 0
+    assert seen["args"] == ["--json", "datasets", "versions", "brown"]
