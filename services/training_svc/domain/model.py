@@ -137,6 +137,12 @@ class BaseModel:
     default_lora_target_modules: tuple[str, ...]
     lora_fan_in_fan_out: bool = False  # GPT-2's Conv1D layers need it
     available: bool = True
+    # Shape facts for the memory estimate (0 = unknown; the estimate then falls back
+    # to rules of thumb from parameter_count).
+    hidden_size: int = 0
+    num_layers: int = 0
+    num_heads: int = 0
+    vocab_size: int = 0
 
     @property
     def name(self) -> str:
