@@ -344,8 +344,12 @@ def scan_array(arr: pa.Array, *, redact_matches: bool = False) -> ArrayScan:
     arr_nn = pc.fill_null(arr, "") if arr.null_count else arr
     counts = {kind: np.zeros(n, dtype=np.int32) for kind in KINDS}
 
-    email_rows = _indices(pc.match_substring_regex(arr_nn, "@"))
-    other_rows = _indices(pc.match_substring_regex(arr_nn, _CANDIDATE_RE2))
+    offs, data = string_buffers(arr_nn)
+    email_rows = _rows_of(offs, np.flatnonzero(data == _AT))
+    other_rows = _prefilter_rows(offs, data)
+    if len(other_rows):
+        sub = arr_nn.take(pa.array(other_rows))
+        other_rows = other_rows[_indices(pc.match_substring_regex(sub, _CANDIDATE_RE2))]
     result.email_rows, result.other_rows = email_rows, other_rows
     # Rows with only e-mail candidates: RE2 does the counting and the replacing.
     email_only = np.setdiff1d(email_rows, other_rows, assume_unique=True)
@@ -383,6 +387,45 @@ def _put(arr: pa.Array, idx: list[np.ndarray], values: list[pa.Array]) -> pa.Arr
     mask = np.zeros(len(arr), dtype=bool)
     mask[all_idx] = True
     return pc.replace_with_mask(arr, pa.array(mask), vals.take(pa.array(order)))
+
+
+_AT, _COLON = ord("@"), ord(":")
+
+
+def _rows_of(offs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Distinct rows (ascending) holding the sorted byte `positions`."""
+    if not len(positions):
+        return np.empty(0, dtype=np.int64)
+    rows = np.searchsorted(offs, positions, side="right") - 1
+    return rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
+
+
+def _prefilter_rows(offs: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Rows that may match `_CANDIDATE_RE2` (a superset), from byte positions in numpy:
+    nine digits with at most three separators between neighbours span <= 32 bytes; a
+    dotted quad has four successive digits spanning 4-6 bytes (they cross a dot); an
+    IBAN start has two upper-case letters then two digits; IPv6 has two colons at most
+    five bytes apart. Plain years, page numbers and prose colons pass none of these."""
+    digits = np.flatnonzero((data - np.uint8(48)) < 10)
+    hits: list[np.ndarray] = []
+    if len(digits) >= 4:
+        span = digits[3:] - digits[:-3]
+        hits.append(digits[:-3][(span >= 4) & (span <= 6)])
+        if len(digits) >= 9:
+            hits.append(digits[:-8][(digits[8:] - digits[:-8]) <= 32])
+    if len(digits) >= 2:
+        pairs = digits[:-1][np.diff(digits) == 1]
+        pairs = pairs[pairs >= 2]
+        if len(pairs):
+            upper = ((data[pairs - 1] - np.uint8(65)) < 26) & ((data[pairs - 2] - np.uint8(65)) < 26)
+            hits.append(pairs[upper])
+    colons = np.flatnonzero(data == _COLON)
+    if len(colons) >= 2:
+        hits.append(colons[:-1][np.diff(colons) <= 5])
+    hits = [h for h in hits if len(h)]
+    if not hits:
+        return np.empty(0, dtype=np.int64)
+    return _rows_of(offs, np.sort(np.concatenate(hits)) if len(hits) > 1 else hits[0])
 
 
 def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,8 @@ sampled text stay in) and the duplicate counts become estimates.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -296,48 +296,88 @@ def _neighbour_shares(table, pos, present, mine, mask) -> np.ndarray:
 
 
 def hash_strings(arr: pa.Array) -> np.ndarray:
-    """xxHash64 of each string's UTF-8 bytes (nulls hash as empty strings)."""
-    n = len(arr)
-    if n == 0:
+    """64-bit XXH3 of each string's UTF-8 bytes (nulls hash as empty strings)."""
+    if len(arr) == 0:
         return np.empty(0, dtype=np.uint64)
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     offs, data = _offsets_data(arr)
+    return _hash_rows(offs, data)
+
+
+def _hash_rows(offs: np.ndarray, data: np.ndarray | memoryview) -> np.ndarray:
+    """XXH3-64 of each `data[offs[i]:offs[i+1]]`: one C call per row chained with `map`
+    (no Python frame per row)."""
+    buf = data if isinstance(data, memoryview) else data.tobytes()  # bytes slice fastest
     o = offs.tolist()
-    mv = memoryview(data)
-    h = xxhash.xxh64_intdigest
-    return np.fromiter((h(mv[a:b]) for a, b in pairwise(o)), dtype=np.uint64, count=n)
+    rows = map(buf.__getitem__, map(slice, o[:-1], o[1:]))
+    return np.fromiter(map(_xxh3, rows), dtype=np.uint64, count=len(o) - 1)
+
+
+_xxh3 = xxhash.xxh3_64_intdigest
+_tls = threading.local()
+_SCRATCH_MAX = 16 << 20
+
+
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three uint8 work buffers of `n` bytes, reused per thread: fresh megabyte-sized
+    arrays cost a page fault per 4 KiB on every batch."""
+    if n > _SCRATCH_MAX:
+        return np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint8)
+    bufs = getattr(_tls, "bufs", None)
+    if bufs is None or len(bufs[0]) < n:
+        size = max(n, 1 << 20)
+        bufs = _tls.bufs = tuple(np.empty(size, np.uint8) for _ in range(3))
+    return bufs[0][:n], bufs[1][:n], bufs[2][:n]
 
 
 _offsets_data = pii_mod.string_buffers
 
 
 # Unicode spaces and punctuation (curly quotes, dashes, ellipsis, no-break space…);
-# ASCII ones are dropped by the byte table below.
+# ASCII ones are dropped by the letter mask below.
 _UNICODE_PUNCT = r"[\x{00A0}-\x{00BF}\x{2000}-\x{206F}\x{3000}-\x{303F}\x{FF01}-\x{FF0F}]"
-_LOWER = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
-_DROP = bytes(b for b in range(128) if not (65 <= b <= 90 or 97 <= b <= 122))
 
 
 def normalised_hashes(arr: pa.Array) -> np.ndarray:
     """Hash of each string keeping only its letters, lower-cased: texts that differ only
     in case, whitespace, punctuation or digits hash alike."""
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         return np.empty(0, dtype=np.uint64)
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     offs, data = _offsets_data(arr)
-    if len(data) and (data >= 128).any():
+    return _normalised_hashes(arr, offs, data, ascii_only=not len(data) or data.max() < 128)
+
+
+def _normalised_hashes(arr: pa.Array, offs: np.ndarray, data: np.ndarray, ascii_only: bool) -> np.ndarray:
+    """`normalised_hashes` on the buffers of `arr` (no nulls), all in whole-batch numpy
+    passes: ASCII letters are lower-cased by setting bit 0x20, every other ASCII byte is
+    dropped with one `np.compress`, and the per-row kept counts give the new offsets.
+    Non-ASCII text is lower-cased and stripped of Unicode punctuation by Arrow first;
+    its non-ASCII bytes are kept."""
+    if not ascii_only:
         arr = pc.replace_substring_regex(pc.utf8_lower(arr), _UNICODE_PUNCT, "")
         offs, data = _offsets_data(arr)
-    raw = data.tobytes()
-    o = offs.tolist()
-    h = xxhash.xxh64_intdigest
-    # bytes.translate drops ASCII non-letters and lower-cases in one C pass per row.
-    return np.fromiter(
-        (h(raw[a:b].translate(_LOWER, _DROP)) for a, b in pairwise(o)), dtype=np.uint64, count=n
-    )
+    n = len(data)
+    low, keep, out = _scratch(n + 1)
+    np.bitwise_or(data, np.uint8(0x20), out=low[:n])
+    np.subtract(low[:n], np.uint8(ord("a")), out=keep[:n])
+    np.less(keep[:n], 26, out=keep[:n].view(np.bool_))  # ASCII letter (either case)
+    if not ascii_only:
+        high = data >= 128
+        keep[:n] |= high  # UTF-8 bytes of letters, already lower-cased
+        np.copyto(low[:n], data, where=high)
+    keep[n] = 0
+    kept = out[: int(np.count_nonzero(keep[:n]))]
+    np.compress(keep[:n].view(np.bool_), low[:n], out=kept)
+    lens = offs[1:] - offs[:-1]
+    wide = np.int32 if n < 2**31 else np.int64
+    counts = np.add.reduceat(keep, offs[:-1], dtype=wide) if len(lens) else lens
+    counts[lens == 0] = 0
+    new_offs = np.zeros(len(offs), dtype=np.int64)
+    np.cumsum(counts, out=new_offs[1:])
+    return _hash_rows(new_offs, memoryview(kept))
 
 
 class _Examples:
@@ -420,7 +460,12 @@ class QualityProfiler:
         text, content_key, pii_input, parents = self._texts(batch)
 
         # Lengths.
-        lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+        offs, data = _offsets_data(text)
+        ascii_only = not len(data) or bool(data.max() < 128)
+        if ascii_only:
+            lengths = offs[1:] - offs[:-1]
+        else:
+            lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
         self.chars.add(lengths)
         long_mask = lengths > LONG_CHARS
         self.long_char_rows += int(long_mask.sum())
@@ -429,7 +474,7 @@ class QualityProfiler:
         self._token_lengths(text, source_rows)
 
         # Duplicates, conflicts, leakage.
-        key = hash_strings(content_key)
+        key = _hash_rows(offs, data) if content_key is text else hash_strings(content_key)
         if self.task is Task.SEQUENCE_CLASSIFICATION:
             label_ids = self._labels(batch.column("label"), split)
             key = (key & _TEXT_MASK) | (label_ids.astype(np.uint64) & np.uint64(0xFFFF))
@@ -442,7 +487,7 @@ class QualityProfiler:
             prefix_mask=_TEXT_MASK if want_conflict else None,
         )
         self.ex["dup"].take(source_rows, seen)
-        near_seen, _ = self.near.add(normalised_hashes(text))
+        near_seen, _ = self.near.add(_normalised_hashes(text, offs, data, ascii_only))
         self.ex["near"].take(source_rows, near_seen & ~seen)
         if want_leak:
             # A validation/test row whose text (and label) is also in train.
