@@ -23,6 +23,7 @@ CODES = (
     "DUPLICATE_ROWS",
     "PII_FOUND",
     "CLASS_IMBALANCE",
+    "CLASS_MISSING_FROM_SPLIT",
     "FEW_ROWS_PER_CLASS",
     "LONG_TEXTS",
     "NEAR_DUPLICATES",
@@ -146,6 +147,20 @@ def build_warnings(f: ProfileFacts) -> tuple[QualityWarning, ...]:
                     f"The {split} split is empty, so {why}. Add more rows or change the "
                     "split settings.",
                 ))
+            elif f.labels:
+                missing = [lc.label for lc in f.labels if lc.split_counts.get(split, 0) == 0]
+                if missing:
+                    # Group splits keep documents whole, so a class can miss a split entirely.
+                    out.append(_w(
+                        "CLASS_MISSING_FROM_SPLIT", Severity.WARNING,
+                        f"{n(len(missing))} {'class has' if len(missing) == 1 else 'classes have'} "
+                        f"no rows in the {split} split ({', '.join(missing[:5])}"
+                        f"{', …' if len(missing) > 5 else ''}), so "
+                        f"{'training cannot learn' if split == 'train' else 'the scores cannot show'} "
+                        f"{'it' if len(missing) == 1 else 'them'}. Add rows of "
+                        f"{'that class' if len(missing) == 1 else 'those classes'} or change the "
+                        "split settings.",
+                    ))
 
     for (split, other), count in sorted(f.leaked.items(), key=lambda kv: -kv[1]):
         if count <= 0:

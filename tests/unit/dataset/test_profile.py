@@ -263,6 +263,19 @@ def test_empty_split_and_few_rows():
     assert r.label_distribution == ()
 
 
+def test_class_missing_from_a_split_is_named():
+    p = QualityProfiler(Task.SEQUENCE_CLASSIFICATION)
+    texts = [f"sentence number {i}" for i in range(6)]
+    labels = ["news", "news", "news", "poetry", "poetry", "news"]
+    p.add(pa.record_batch([pa.array(texts), pa.array(labels)], names=["text", "label"]),
+          splits(0, 0, 0, 0, 1, 2))
+    messages = [w.message for w in finish(p).warnings if w.code == "CLASS_MISSING_FROM_SPLIT"]
+    assert [m.split(", so")[0] for m in messages] == [
+        "1 class has no rows in the validation split (news)",
+        "1 class has no rows in the test split (poetry)",
+    ]
+
+
 @pytest.mark.skipif(not BROWN.exists(), reason="shared corpus not present")
 def test_brown_genres_corpus():
     table = pcsv.read_csv(BROWN)
