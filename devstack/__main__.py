@@ -11,13 +11,14 @@ from devstack.components import ROOT, RUN_DIR, Component, say
 from devstack.devkey import dev_api_key, write_env_file
 from devstack.infra import S3, Postgres, base_env
 from devstack.processes import ServiceProcess, discover_services
+from devstack.ray_head import RayHead
 
 ENV_FILE = RUN_DIR / "mtw.env"
 
 
 def components() -> list[Component]:
     """Start order. Add new infrastructure (e.g. a Ray head) before the services."""
-    infra: list[Component] = [Postgres(), S3()]
+    infra: list[Component] = [Postgres(), S3(), RayHead()]
     return infra + [ServiceProcess(info) for info in discover_services()]
 
 

@@ -143,6 +143,9 @@ def _register() -> None:
     from mtw.cli.datasets import app as datasets_app
 
     app.add_typer(datasets_app, name="datasets", help="Upload and inspect datasets (step 1).")
+    from mtw.cli.jobs import app as jobs_app
+
+    app.add_typer(jobs_app, name="jobs", help="Fine-tune a base model on a dataset version (step 2).")
 
 
 _register()

@@ -15,6 +15,7 @@ import grpc
 
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
+from mtw.client.jobs import JobsResource
 from mtw.client.transport import AsyncTransport, SyncTransport
 
 
@@ -53,6 +54,11 @@ class Client:
     def datasets(self) -> DatasetsResource:
         """Datasets and their versions (dataset service)."""
         return DatasetsResource(self._transport, self.config.project)
+
+    @cached_property
+    def jobs(self) -> JobsResource:
+        """Base models, estimates and tuning jobs (training service)."""
+        return JobsResource(self._transport, self.config.project)
 
     def close(self) -> None:
         self._transport.close()

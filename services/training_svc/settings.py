@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
+
 from services.common.settings import ServiceSettings
 
 
@@ -15,8 +17,11 @@ class TrainingSettings(ServiceSettings):
     ray_namespace: str = "mtw"
     # CPUs of the local Ray started when RAY_ADDRESS is empty (0 = all).
     ray_local_num_cpus: int = 0
-    # Where GetDatasetVersion is asked (host:port, plaintext on loopback).
-    dataset_service_endpoint: str = "127.0.0.1:50051"
+    # Where GetDatasetVersion is asked (host:port, plaintext on loopback); devstack sets
+    # MTW_DATASET_ENDPOINT, which is read too.
+    dataset_service_endpoint: str = Field(
+        "127.0.0.1:50051", validation_alias=AliasChoices("dataset_service_endpoint", "mtw_dataset_endpoint")
+    )
     # Jobs of one project in PREPARING/RUNNING/CANCELLING at once; more wait in QUEUED.
     max_concurrent_jobs_per_project: int = 2
     # Jobs of one project waiting in QUEUED; past this CreateTuningJob is RESOURCE_EXHAUSTED.

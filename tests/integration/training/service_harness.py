@@ -169,7 +169,7 @@ async def start_stack(service_settings, scheduler: Scheduler | Callable[[Trainin
         await keys.create_project(project)
         api_keys[project] = await keys.create_api_key(project)
     settings = training_settings(service_settings, dataset.port, bucket, **overrides)
-    if callable(scheduler) and not hasattr(scheduler, "submit"):
+    if isinstance(scheduler, type) or not hasattr(scheduler, "submit"):
         scheduler = await asyncio.to_thread(scheduler, settings)
     training = await training_service.start(settings, scheduler)
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{dataset.port}"),
