@@ -3,7 +3,8 @@
 The head listens on loopback only (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) without an auth
 token (RAY_AUTH_MODE=disabled), in its own process group, and is stopped by that group's
 id — never `ray stop`, which would kill every Ray on the machine. It stays warm between
-jobs, so a job's workers start in seconds.
+jobs, so a job's workers start in seconds. The dashboard (loopback only) is on because
+Ray Train's placement-group cleaner uses its state API to free a cancelled run's CPUs.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class RayHead:
         cpus = env.get("RAY_NUM_CPUS") or str(max(2, (os.cpu_count() or 2) - 1))
         self.child = ChildProcess(
             "ray",
-            [ray_bin, "start", "--head", "--block", f"--num-cpus={cpus}", "--include-dashboard=false",
-             "--node-ip-address=127.0.0.1", f"--port={port}", f"--ray-client-server-port={port_or_free(10001)}",
+            [ray_bin, "start", "--head", "--block", f"--num-cpus={cpus}", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={port_or_free(8265)}", "--node-ip-address=127.0.0.1", f"--port={port}", f"--ray-client-server-port={port_or_free(10001)}",
              f"--dashboard-agent-listen-port={port_or_free(52365)}", f"--temp-dir={temp_dir}",
              "--disable-usage-stats"],
             env,
