@@ -12,19 +12,7 @@ from typing import Any
 
 from services.training_svc.domain.model import Task
 
-try:
-    from services.training_svc.domain.failures import BadDataError
-except ImportError:  # pragma: no cover - until the domain's failures module lands
-
-    class BadDataError(ValueError):  # type: ignore[no-redef]
-        def __init__(self, row: int, message: str) -> None:
-            super().__init__(row, message)
-            self.row = row
-            self.message = message
-
-        def __str__(self) -> str:
-            return f"row {self.row}: {self.message}"
-
+from services.training_svc.domain.failures import BadDataError
 
 IGNORE_INDEX = -100
 _COLUMNS = {
@@ -43,7 +31,7 @@ def read_rows(fs, path: str, task: Task, *, rank: int = 0, world: int = 1) -> It
         names = set(pf.schema_arrow.names)
         missing = [c for c in _COLUMNS[task] if c not in names]
         if missing:
-            raise BadDataError(0, f"the split has no column {', '.join(missing)} (columns: {sorted(names)})")
+            raise BadDataError(None, f"the split has no column {', '.join(missing)} (columns: {sorted(names)})")
         columns = _COLUMNS[task] + (["source_row"] if "source_row" in names else [])
         index = 0
         for batch in pf.iter_batches(batch_size=2048, columns=columns):
@@ -99,7 +87,7 @@ def encode_chat(rows, tokenizer, max_len: int) -> list[dict]:
     prefix-stable template works (no ``{% generation %}`` markers needed).
     """
     if tokenizer.chat_template is None:
-        raise BadDataError(0, "the base model's tokenizer has no chat template")
+        raise BadDataError(None, "the base model's tokenizer has no chat template")
     out = []
     for row in rows:
         messages = row.get("messages")
@@ -118,8 +106,11 @@ def encode_chat(rows, tokenizer, max_len: int) -> list[dict]:
             for i, m in enumerate(msgs):
                 rendered = tokenizer.apply_chat_template(msgs[: i + 1], tokenize=False)
                 if m["role"] == "assistant":
-                    start = len(previous) if rendered.startswith(previous) else rendered.find(m["content"])
-                    spans.append((max(start, 0), len(rendered)))
+                    # From the reply's first character (not the role header) to the end of the
+                    # turn, so the end-of-turn token is learnt too.
+                    base = len(previous) if rendered.startswith(previous) else 0
+                    start = rendered.find(m["content"], base) if m["content"] else -1
+                    spans.append((start if start >= 0 else base, len(rendered)))
                 previous = rendered
         except Exception as exc:  # noqa: BLE001 - template errors are the data's
             raise BadDataError(row["source_row"], f"the chat template failed: {exc}") from exc

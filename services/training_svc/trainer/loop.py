@@ -355,28 +355,47 @@ def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Pat
     from transformers import Trainer
 
     hp = spec.hyperparameters
-    tokenizer = load_tokenizer(spec.base_model_source)
-    source = None
-    if init_dir is not None and (init_dir / "config.json").exists() and not (init_dir / "adapter_config.json").exists():
-        source = str(init_dir)  # continue from full weights
-    model = apply_method(load_model(spec, tokenizer, source), spec, init_dir)
     max_len = hp.max_seq_length or 128
-    train = tdata.encode(spec.task, tdata.read_rows(fs, fs_path(spec.train_uri), spec.task, rank=rank, world=world),
-                         tokenizer, label_names=spec.label_names, max_len=max_len)
-    count = len(train)
+    error: BaseException | None = None
+    tokenizer = model = evalset = None
+    train: list[dict] = []
+    # Problems that a retry can't fix (the model won't load, a row is bad) are agreed on
+    # by all ranks here and returned, not raised: Ray Train would retry a raised error.
+    try:
+        tokenizer = load_tokenizer(spec.base_model_source)
+        source = None
+        if init_dir is not None and (init_dir / "config.json").exists() and not (init_dir / "adapter_config.json").exists():
+            source = str(init_dir)  # continue from full weights
+        model = apply_method(load_model(spec, tokenizer, source), spec, init_dir)
+    except (OSError, ValueError, ImportError) as exc:
+        error = ModelLoadError(f"from_pretrained could not load the model {spec.base_model_source}: {exc}")
+    if error is None:
+        try:
+            rows = tdata.read_rows(fs, fs_path(spec.train_uri), spec.task, rank=rank, world=world)
+            train = tdata.encode(spec.task, rows, tokenizer, label_names=spec.label_names, max_len=max_len)
+            if spec.validation_uri:
+                rows = tdata.read_rows(fs, fs_path(spec.validation_uri), spec.task)
+                try:
+                    evalset = tdata.encode(spec.task, rows, tokenizer, label_names=spec.label_names, max_len=max_len) or None
+                except tdata.BadDataError as exc:
+                    raise tdata.BadDataError(exc.row, exc.message, "validation") from exc
+        except tdata.BadDataError as exc:
+            error = exc if exc.split else tdata.BadDataError(exc.row, exc.message, "train")
+    if rank == 0 and error is None:
+        ctx["sink"].emit("log", {"level": "INFO", "message": f"model loaded and {len(train)} training examples "
+                                 f"tokenised on rank 0 in {time.monotonic() - ctx['t_start']:.1f}s"})
+    counts = [(len(train), _picklable(error))]
     if world > 1 and torch.distributed.is_initialized():
-        t = torch.tensor([count, -count])
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        count, smallest = int(t[0]), -int(t[1])
-        if smallest == 0:
-            raise tdata.BadDataError(0, f"the training split has too few usable rows for {world} workers")
-    if not train:
-        raise tdata.BadDataError(0, "the training split has no usable rows")
+        counts = [None] * world
+        torch.distributed.all_gather_object(counts, (len(train), _picklable(error)))
+    errors = [e for _n, e in counts if e is not None]
+    if errors:
+        raise PreparationFailed(errors[0])
+    count = max(n for n, _e in counts)
+    if min(n for n, _e in counts) == 0:
+        raise PreparationFailed(tdata.BadDataError(None, "the training split has no usable rows" if world == 1 else
+                                                   f"the training split has too few usable rows for {world} workers", "train"))
     train = tdata.equalise(train, count)
-    evalset = None
-    if spec.validation_uri:
-        evalset = tdata.encode(spec.task, tdata.read_rows(fs, fs_path(spec.validation_uri), spec.task),
-                               tokenizer, label_names=spec.label_names, max_len=max_len) or None
     ctx.update(train_examples=count * world, global_batch=hp.per_device_batch_size * (hp.gradient_accumulation_steps or 1) * world)
 
     args = training_arguments(spec, str(workdir / "hf"), has_eval=evalset is not None, world=world, use_cpu=use_cpu)
@@ -408,6 +427,30 @@ def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Pat
         callbacks=callbacks,
     )
     return trainer, tokenizer, progress
+
+
+class ModelLoadError(OSError):
+    """The base (or continued-from) model or its tokenizer could not be loaded."""
+
+
+class PreparationFailed(Exception):
+    """Carries a non-retryable error out of ``build_trainer`` to be returned, not raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _picklable(exc: BaseException | None) -> BaseException | None:
+    import pickle
+
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - fall back to the message
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _restore_dir(spec: TrainingSpec, fs, workdir: Path) -> Path | None:
@@ -485,6 +528,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     fs = s3.filesystem()
     workdir = Path(tempfile.mkdtemp(prefix=f"mtw-train-r{rank}-"))
     ctx: dict[str, Any] = {
+        "t_start": time.monotonic(),
         "rank": rank, "world": world, "sink": sink, "task": spec.task, "evals": [],
         "checkpoint_root": f"{fs_path(spec.storage_path)}/{spec.run_name}",
     }
@@ -497,8 +541,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 sink.emit("log", {"level": "INFO", "message": f"resuming from checkpoint {resume.name}"
                                   if ray.train.get_checkpoint() is not None else
                                   f"resuming from {spec.resume_from_checkpoint}"})
-            trainer, tokenizer, progress = build_trainer(spec, fs, rank=rank, world=world, workdir=workdir, ctx=ctx,
-                                                         use_cpu=not spec.hyperparameters.use_gpu, init_dir=init_dir)
+            try:
+                trainer, tokenizer, progress = build_trainer(spec, fs, rank=rank, world=world, workdir=workdir, ctx=ctx,
+                                                             use_cpu=not spec.hyperparameters.use_gpu, init_dir=init_dir)
+            except PreparationFailed as failed:
+                return {"error": failed.error} if rank == 0 else None
             trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
             if trainer.eval_dataset is not None and (not ctx["evals"] or ctx["evals"][-1]["step"] != trainer.state.global_step):
                 trainer.evaluate()

@@ -78,6 +78,8 @@ def run_training(
     except Exception as exc:  # noqa: BLE001 - re-raised as the worker's own error
         raise unwrap_error(exc) from exc
     value = result.return_value or {}
+    if value.get("error") is not None:  # a problem no retry would fix (bad data, model won't load)
+        raise value["error"]
     if not value:
         raise RuntimeError(f"training run {spec.run_name} finished without a result from rank 0")
     checkpoint_uri = f"s3://{result.checkpoint.path}" if result.checkpoint is not None else value.get("checkpoint_uri", "")

@@ -64,31 +64,11 @@ def put_split(s3, key: str, rows: list[dict]) -> str:
     return s3.uri(key)
 
 
-def build_tiny_gpt2(folder: Path) -> Path:
-    """A 2-layer GPT-2 with a byte-level BPE trained on the shared text (seeded)."""
-    if (folder / "config.json").exists():
-        return folder
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+def tiny_gpt2(cache_dir: Path) -> Path:
+    """The catalog's tiny GPT-2 (built once into cache_dir)."""
+    from services.training_svc.domain.catalog import Catalog
 
-    lines = [r["text"] for r in text_rows(3000)]
-    lines += [m["content"] for r in chat_rows(900) for m in r["messages"]]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(lines, vocab_size=2000, min_frequency=2, special_tokens=["<|endoftext|>", "<|pad|>"])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                  unk_token="<|endoftext|>", pad_token="<|pad|>")
-    tok.chat_template = (
-        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-    )
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=64, n_layer=2, n_head=2,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = GPT2LMHeadModel(config)
-    model.save_pretrained(str(folder), safe_serialization=True)
-    tok.save_pretrained(str(folder))
-    return folder
+    return Path(Catalog(cache_dir=cache_dir).get("tiny-gpt2").source)
 
 
 def hyperparameters(**overrides) -> Hyperparameters:
@@ -123,3 +103,19 @@ def spec(*, task: Task, model: str, train_uri: str, validation_uri: str = "", la
         storage_path=extra.pop("storage_path", None) or "",
         **extra,
     )
+
+
+class PidSinkFactory:
+    """Like ActorSinkFactory, and first tells the collector which process rank 0 is."""
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+
+    def __call__(self):
+        import os
+
+        from services.training_svc.trainer.events import ActorSink
+
+        sink = ActorSink(self.actor)
+        sink.emit("log", {"level": "DEBUG", "message": "sink ready", "pid": os.getpid()})
+        return sink
