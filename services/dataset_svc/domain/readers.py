@@ -38,7 +38,7 @@ from services.dataset_svc.domain.encoding import BOM, ByteSource, Utf8Stream
 from services.dataset_svc.domain.formats import PARQUET_MAGIC
 from services.dataset_svc.domain.validation import Issues, json_type
 
-CSV_BLOCK_BYTES = 1 << 20
+CSV_BLOCK_BYTES = 512 << 10
 READ_BYTES = 1 << 20
 TEXT_DECIDE_CHARS = 4 << 20  # plain text: paragraph or line mode is decided on this much
 
