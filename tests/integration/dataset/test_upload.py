@@ -195,6 +195,17 @@ async def test_delete_version_and_dataset_remove_the_bytes(dataset_svc):
         await dataset_svc.stub.GetDataset(pb.GetDatasetRequest(name=dataset.name), metadata=dataset_svc.auth())
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # Who did what is on record, under the caller's project and key.
+    audit = await dataset_svc.running.pool.fetch(
+        "SELECT action, project, key_id FROM iam.audit_log WHERE resource LIKE $1 ORDER BY id",
+        f"{dataset.name}%",
+    )
+    assert [r["action"] for r in audit] == [
+        "dataset.create", "dataset_version.create", "dataset_version.create",
+        "dataset_version.delete", "dataset.delete",
+    ]
+    assert {(r["project"], bool(r["key_id"])) for r in audit} == {("alpha", True)}
+
 
 async def test_token_lengths_with_a_catalog_tokenizer(dataset_svc):
     rows = ["text,label"] + [f"{'word ' * (i % 30 + 1)}end,{'a' if i % 2 else 'b'}" for i in range(60)]
