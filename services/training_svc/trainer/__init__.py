@@ -1,7 +1,13 @@
 """The training run on Ray Train: data → tokens → HF Trainer (LoRA or full) on Ray
 workers, checkpoints in object storage, events to a sink, final HF folder in S3."""
 
-from services.training_svc.trainer.events import ActorSinkFactory, EventCollector, EventSink, MemorySink, NullSink
+from services.training_svc.trainer.events import (
+    ActorSinkFactory,
+    EventCollector,
+    EventSink,
+    MemorySink,
+    NullSink,
+)
 from services.training_svc.trainer.run import TrainingResult, run_training, unwrap_error
 from services.training_svc.trainer.storage import S3Access
 

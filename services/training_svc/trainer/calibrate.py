@@ -10,8 +10,36 @@ from collections.abc import Sequence
 
 from services.training_svc.domain.model import Task, TuningMethod
 
-_WORDS = ("the model reads data and learns from every passage of text that people write about the "
-          "world science history music food travel law sport weather money health art").split()
+_WORDS = [
+    "the",
+    "model",
+    "reads",
+    "data",
+    "and",
+    "learns",
+    "from",
+    "every",
+    "passage",
+    "of",
+    "text",
+    "that",
+    "people",
+    "write",
+    "about",
+    "the",
+    "world",
+    "science",
+    "history",
+    "music",
+    "food",
+    "travel",
+    "law",
+    "sport",
+    "weather",
+    "money",
+    "health",
+    "art",
+]
 
 
 def measure_throughput(
@@ -39,23 +67,32 @@ def measure_throughput(
     common = dict(trust_remote_code=False, use_safetensors=True)  # noqa: C408
     classify = task is Task.SEQUENCE_CLASSIFICATION
     if classify:
-        model = AutoModelForSequenceClassification.from_pretrained(model_source, num_labels=2, **common)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_source, num_labels=2, **common
+        )
     else:
         model = AutoModelForCausalLM.from_pretrained(model_source, **common)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if method is TuningMethod.LORA:
         config = LoraConfig(
-            task_type=TaskType.SEQ_CLS if classify else TaskType.CAUSAL_LM, r=8, lora_alpha=16,
-            target_modules=list(target_modules) or None, fan_in_fan_out=fan_in_fan_out,
+            task_type=TaskType.SEQ_CLS if classify else TaskType.CAUSAL_LM,
+            r=8,
+            lora_alpha=16,
+            target_modules=list(target_modules) or None,
+            fan_in_fan_out=fan_in_fan_out,
         )
         model = get_peft_model(model, config)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     rng = random.Random(0)
     # Texts long enough to fill max_seq_length, so the figure is for full-length rows.
-    texts = [" ".join(rng.choice(_WORDS) for _ in range(max_seq_length * 2)) for _ in range(batch_size)]
-    batch = tok(texts, truncation=True, max_length=max_seq_length, padding="max_length", return_tensors="pt")
+    texts = [
+        " ".join(rng.choice(_WORDS) for _ in range(max_seq_length * 2)) for _ in range(batch_size)
+    ]
+    batch = tok(
+        texts, truncation=True, max_length=max_seq_length, padding="max_length", return_tensors="pt"
+    )
     if classify:
         batch["labels"] = torch.tensor([i % 2 for i in range(batch_size)])
     else:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from services.training_svc.domain.model import Task
-
 from services.training_svc.domain.failures import BadDataError
+from services.training_svc.domain.model import Task
 
 IGNORE_INDEX = -100
 _COLUMNS = {
@@ -22,7 +21,9 @@ _COLUMNS = {
 }
 
 
-def read_rows(fs, path: str, task: Task, *, rank: int = 0, world: int = 1) -> Iterator[dict[str, Any]]:
+def read_rows(
+    fs, path: str, task: Task, *, rank: int = 0, world: int = 1
+) -> Iterator[dict[str, Any]]:
     """This worker's rows of a canonical split (``source_row`` included when present)."""
     import pyarrow.parquet as pq
 
@@ -31,7 +32,9 @@ def read_rows(fs, path: str, task: Task, *, rank: int = 0, world: int = 1) -> It
         names = set(pf.schema_arrow.names)
         missing = [c for c in _COLUMNS[task] if c not in names]
         if missing:
-            raise BadDataError(None, f"the split has no column {', '.join(missing)} (columns: {sorted(names)})")
+            raise BadDataError(
+                None, f"the split has no column {', '.join(missing)} (columns: {sorted(names)})"
+            )
         columns = _COLUMNS[task] + (["source_row"] if "source_row" in names else [])
         index = 0
         for batch in pf.iter_batches(batch_size=2048, columns=columns):
@@ -51,10 +54,17 @@ def encode_classification(rows, tokenizer, label_names: Sequence[str], max_len: 
             raise BadDataError(row["source_row"], "the text is empty")
         if label is None or str(label) not in label_id:
             raise BadDataError(
-                row["source_row"], f"label {label!r} is not one of the dataset's labels {list(label_names)}"
+                row["source_row"],
+                f"label {label!r} is not one of the dataset's labels {list(label_names)}",
             )
         enc = tokenizer(text, truncation=True, max_length=max_len)
-        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": label_id[str(label)]})
+        out.append(
+            {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                "labels": label_id[str(label)],
+            }
+        )
     return out
 
 
@@ -75,8 +85,12 @@ def encode_causal_lm(rows, tokenizer, max_len: int) -> list[dict]:
         while len(buffer) >= max_len:
             block, buffer = buffer[:max_len], buffer[max_len:]
             out.append({"input_ids": block, "attention_mask": [1] * max_len, "labels": list(block)})
-    if buffer and (not out or len(buffer) >= 8):  # keep a short tail rather than lose small datasets
-        out.append({"input_ids": buffer, "attention_mask": [1] * len(buffer), "labels": list(buffer)})
+    if buffer and (
+        not out or len(buffer) >= 8
+    ):  # keep a short tail rather than lose small datasets
+        out.append(
+            {"input_ids": buffer, "attention_mask": [1] * len(buffer), "labels": list(buffer)}
+        )
     return out
 
 
@@ -95,11 +109,17 @@ def encode_chat(rows, tokenizer, max_len: int) -> list[dict]:
             raise BadDataError(row["source_row"], "the conversation has no messages")
         msgs = []
         for m in messages:
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
+            if (
+                not isinstance(m, dict)
+                or not isinstance(m.get("content"), str)
+                or m.get("role") not in ("system", "user", "assistant")
+            ):
                 raise BadDataError(row["source_row"], f"malformed message {m!r}")
             msgs.append({"role": m["role"], "content": m["content"]})
         if not any(m["role"] == "assistant" for m in msgs):
-            raise BadDataError(row["source_row"], "the conversation has no assistant reply to learn from")
+            raise BadDataError(
+                row["source_row"], "the conversation has no assistant reply to learn from"
+            )
         spans: list[tuple[int, int]] = []
         previous = ""
         try:
@@ -112,16 +132,28 @@ def encode_chat(rows, tokenizer, max_len: int) -> list[dict]:
                     start = rendered.find(m["content"], base) if m["content"] else -1
                     spans.append((start if start >= 0 else base, len(rendered)))
                 previous = rendered
-        except Exception as exc:  # noqa: BLE001 - template errors are the data's
+        except Exception as exc:
             raise BadDataError(row["source_row"], f"the chat template failed: {exc}") from exc
-        enc = tokenizer(previous, add_special_tokens=False, truncation=True, max_length=max_len, return_offsets_mapping=True)
+        enc = tokenizer(
+            previous,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_len,
+            return_offsets_mapping=True,
+        )
         labels = [
             tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE_INDEX
             for tok, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
         ]
         if all(x == IGNORE_INDEX for x in labels):
             continue  # the reply was cut off by max_seq_length: nothing to learn here
-        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
+        out.append(
+            {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                "labels": labels,
+            }
+        )
     return out
 
 

@@ -31,7 +31,13 @@ from services.training_svc.domain.model import (
 )
 from services.training_svc.trainer import data as tdata
 from services.training_svc.trainer.events import EventSink, NullSink
-from services.training_svc.trainer.storage import S3Access, download_dir, fs_path, rmtree_quiet, upload_dir
+from services.training_svc.trainer.storage import (
+    S3Access,
+    download_dir,
+    fs_path,
+    rmtree_quiet,
+    upload_dir,
+)
 
 _SCHEDULERS = {
     LrScheduler.UNSPECIFIED: "linear",
@@ -105,7 +111,9 @@ def apply_method(model, spec: TrainingSpec, init_dir: Path | None):
             return PeftModel.from_pretrained(model, str(init_dir), is_trainable=True)
         from peft import get_peft_model
 
-        task_type = TaskType.SEQ_CLS if spec.task is Task.SEQUENCE_CLASSIFICATION else TaskType.CAUSAL_LM
+        task_type = (
+            TaskType.SEQ_CLS if spec.task is Task.SEQUENCE_CLASSIFICATION else TaskType.CAUSAL_LM
+        )
         config = LoraConfig(
             task_type=task_type,
             r=hp.lora.rank,
@@ -185,8 +193,12 @@ def _callbacks(ctx: dict[str, Any]):
             if ctx["rank"] == 0:
                 ctx["sink"].emit(
                     "checkpoint",
-                    {"step": state.global_step, "epoch": state.epoch or 0.0, "uri": ctx["last_checkpoint"],
-                     "eval_loss": metrics.get("eval_loss")},
+                    {
+                        "step": state.global_step,
+                        "epoch": state.epoch or 0.0,
+                        "uri": ctx["last_checkpoint"],
+                        "eval_loss": metrics.get("eval_loss"),
+                    },
                 )
 
     class Progress(TrainerCallback):
@@ -207,8 +219,12 @@ def _callbacks(ctx: dict[str, Any]):
                 if ctx["rank"] == 0:
                     ctx["sink"].emit(
                         "state",
-                        {"state": "RUNNING", "message": f"training on {ctx['world']} worker(s) from step "
-                         f"{state.global_step} of {state.max_steps}", "total_steps": state.max_steps},
+                        {
+                            "state": "RUNNING",
+                            "message": f"training on {ctx['world']} worker(s) from step "
+                            f"{state.global_step} of {state.max_steps}",
+                            "total_steps": state.max_steps,
+                        },
                     )
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -238,23 +254,41 @@ def _callbacks(ctx: dict[str, Any]):
             self.last_lr = float(logs.get("learning_rate", 0.0))
             ctx["sink"].emit(
                 "step",
-                {"step": state.global_step, "epoch": float(state.epoch or 0.0), "loss": self.last_loss,
-                 "learning_rate": self.last_lr, "samples_per_second": self.samples_per_second(),
-                 "eta_seconds": self.eta(state), "total_steps": state.max_steps},
+                {
+                    "step": state.global_step,
+                    "epoch": float(state.epoch or 0.0),
+                    "loss": self.last_loss,
+                    "learning_rate": self.last_lr,
+                    "samples_per_second": self.samples_per_second(),
+                    "eta_seconds": self.eta(state),
+                    "total_steps": state.max_steps,
+                },
             )
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             metrics = dict(metrics or {})
             loss = metrics.get("eval_loss")
-            extra = {k.removeprefix("eval_"): float(v) for k, v in metrics.items()
-                     if k.startswith("eval_") and k not in ("eval_loss",) and isinstance(v, (int, float))
-                     and not k.endswith(("_runtime", "_per_second"))}
+            extra = {
+                k.removeprefix("eval_"): float(v)
+                for k, v in metrics.items()
+                if k.startswith("eval_")
+                and k not in ("eval_loss",)
+                and isinstance(v, (int, float))
+                and not k.endswith(("_runtime", "_per_second"))
+            }
             if loss is not None and ctx["task"] is not Task.SEQUENCE_CLASSIFICATION:
                 extra["perplexity"] = float(math.exp(min(loss, 50)))
             ctx["evals"].append({"step": state.global_step, "eval_loss": loss, "metrics": extra})
             if ctx["rank"] == 0:
-                ctx["sink"].emit("eval", {"step": state.global_step, "epoch": float(state.epoch or 0.0),
-                                          "eval_loss": loss, "metrics": extra})
+                ctx["sink"].emit(
+                    "eval",
+                    {
+                        "step": state.global_step,
+                        "epoch": float(state.epoch or 0.0),
+                        "eval_loss": loss,
+                        "metrics": extra,
+                    },
+                )
 
     class EarlyStop(TrainerCallback):
         """Stop when eval loss hasn't improved by `threshold` for `patience` evaluations
@@ -277,9 +311,16 @@ def _callbacks(ctx: dict[str, Any]):
                     control.should_training_stop = True
                     ctx["stopped_early"] = state.global_step
                     if ctx["rank"] == 0:
-                        ctx["sink"].emit("log", {"level": "INFO", "message": (
-                            f"early stopping at step {state.global_step}: eval loss has not improved for "
-                            f"{self.patience} evaluations (best {self.best:.4f})")})
+                        ctx["sink"].emit(
+                            "log",
+                            {
+                                "level": "INFO",
+                                "message": (
+                                    f"early stopping at step {state.global_step}: eval loss has not improved for "
+                                    f"{self.patience} evaluations (best {self.best:.4f})"
+                                ),
+                            },
+                        )
 
     return RayReport, Progress, EarlyStop
 
@@ -302,7 +343,9 @@ def _compute_classification_metrics(pred) -> dict[str, float]:
 # --------------------------------------------------------------------------- arguments
 
 
-def training_arguments(spec: TrainingSpec, output_dir: str, *, has_eval: bool, world: int, use_cpu: bool):
+def training_arguments(
+    spec: TrainingSpec, output_dir: str, *, has_eval: bool, world: int, use_cpu: bool
+):
     from transformers import TrainingArguments
 
     hp: Hyperparameters = spec.hyperparameters
@@ -347,8 +390,17 @@ def training_arguments(spec: TrainingSpec, output_dir: str, *, has_eval: bool, w
 # --------------------------------------------------------------------------- the loop
 
 
-def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Path, ctx: dict[str, Any],
-                  use_cpu: bool = True, init_dir: Path | None = None):
+def build_trainer(
+    spec: TrainingSpec,
+    fs,
+    *,
+    rank: int,
+    world: int,
+    workdir: Path,
+    ctx: dict[str, Any],
+    use_cpu: bool = True,
+    init_dir: Path | None = None,
+):
     """Tokenised shard + model + Trainer (shared by the Ray loop, the bench baseline and
     the calibration)."""
     import torch
@@ -364,26 +416,49 @@ def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Pat
     try:
         tokenizer = load_tokenizer(spec.base_model_source)
         source = None
-        if init_dir is not None and (init_dir / "config.json").exists() and not (init_dir / "adapter_config.json").exists():
+        if (
+            init_dir is not None
+            and (init_dir / "config.json").exists()
+            and not (init_dir / "adapter_config.json").exists()
+        ):
             source = str(init_dir)  # continue from full weights
         model = apply_method(load_model(spec, tokenizer, source), spec, init_dir)
     except (OSError, ValueError, ImportError) as exc:
-        error = ModelLoadError(f"from_pretrained could not load the model {spec.base_model_source}: {exc}")
+        error = ModelLoadError(
+            f"from_pretrained could not load the model {spec.base_model_source}: {exc}"
+        )
     if error is None:
         try:
             rows = tdata.read_rows(fs, fs_path(spec.train_uri), spec.task, rank=rank, world=world)
-            train = tdata.encode(spec.task, rows, tokenizer, label_names=spec.label_names, max_len=max_len)
+            train = tdata.encode(
+                spec.task, rows, tokenizer, label_names=spec.label_names, max_len=max_len
+            )
             if spec.validation_uri:
                 rows = tdata.read_rows(fs, fs_path(spec.validation_uri), spec.task)
                 try:
-                    evalset = tdata.encode(spec.task, rows, tokenizer, label_names=spec.label_names, max_len=max_len) or None
+                    evalset = (
+                        tdata.encode(
+                            spec.task,
+                            rows,
+                            tokenizer,
+                            label_names=spec.label_names,
+                            max_len=max_len,
+                        )
+                        or None
+                    )
                 except tdata.BadDataError as exc:
                     raise tdata.BadDataError(exc.row, exc.message, "validation") from exc
         except tdata.BadDataError as exc:
             error = exc if exc.split else tdata.BadDataError(exc.row, exc.message, "train")
     if rank == 0 and error is None:
-        ctx["sink"].emit("log", {"level": "INFO", "message": f"model loaded and {len(train)} training examples "
-                                 f"tokenised on rank 0 in {time.monotonic() - ctx['t_start']:.1f}s"})
+        ctx["sink"].emit(
+            "log",
+            {
+                "level": "INFO",
+                "message": f"model loaded and {len(train)} training examples "
+                f"tokenised on rank 0 in {time.monotonic() - ctx['t_start']:.1f}s",
+            },
+        )
     counts = [(len(train), _picklable(error))]
     if world > 1 and torch.distributed.is_initialized():
         counts = [None] * world
@@ -393,21 +468,41 @@ def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Pat
         raise PreparationFailed(errors[0])
     count = max(n for n, _e in counts)
     if min(n for n, _e in counts) == 0:
-        raise PreparationFailed(tdata.BadDataError(None, "the training split has no usable rows" if world == 1 else
-                                                   f"the training split has too few usable rows for {world} workers", "train"))
+        raise PreparationFailed(
+            tdata.BadDataError(
+                None,
+                "the training split has no usable rows"
+                if world == 1
+                else f"the training split has too few usable rows for {world} workers",
+                "train",
+            )
+        )
     train = tdata.equalise(train, count)
-    ctx.update(train_examples=count * world, global_batch=hp.per_device_batch_size * (hp.gradient_accumulation_steps or 1) * world)
+    ctx.update(
+        train_examples=count * world,
+        global_batch=hp.per_device_batch_size * (hp.gradient_accumulation_steps or 1) * world,
+    )
 
-    args = training_arguments(spec, str(workdir / "hf"), has_eval=evalset is not None, world=world, use_cpu=use_cpu)
-    collator = tdata.Collator(tokenizer.pad_token_id, token_labels=spec.task is not Task.SEQUENCE_CLASSIFICATION)
+    args = training_arguments(
+        spec, str(workdir / "hf"), has_eval=evalset is not None, world=world, use_cpu=use_cpu
+    )
+    collator = tdata.Collator(
+        tokenizer.pad_token_id, token_labels=spec.task is not Task.SEQUENCE_CLASSIFICATION
+    )
     shard_loader = _shard_loader_class()
     seed = args.seed
 
     class ShardTrainer(Trainer):
         # Each worker already holds only its shard: don't let accelerate shard it again.
         def get_train_dataloader(self):
-            return shard_loader(self.train_dataset, batch_sampler=EpochBatchSampler(len(self.train_dataset), self._train_batch_size, seed),
-                                collate_fn=self.data_collator, num_workers=0)
+            return shard_loader(
+                self.train_dataset,
+                batch_sampler=EpochBatchSampler(
+                    len(self.train_dataset), self._train_batch_size, seed
+                ),
+                collate_fn=self.data_collator,
+                num_workers=0,
+            )
 
     RayReport, Progress, EarlyStop = _callbacks(ctx)
     progress = Progress()
@@ -423,7 +518,9 @@ def build_trainer(spec: TrainingSpec, fs, *, rank: int, world: int, workdir: Pat
         eval_dataset=evalset,
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=_compute_classification_metrics if spec.task is Task.SEQUENCE_CLASSIFICATION else None,
+        compute_metrics=_compute_classification_metrics
+        if spec.task is Task.SEQUENCE_CLASSIFICATION
+        else None,
         callbacks=callbacks,
     )
     return trainer, tokenizer, progress
@@ -467,7 +564,9 @@ def _restore_dir(spec: TrainingSpec, fs, workdir: Path) -> Path | None:
     return None
 
 
-def write_output(trainer, tokenizer, spec: TrainingSpec, fs, s3: S3Access, workdir: Path, metrics: Metrics) -> Output:
+def write_output(
+    trainer, tokenizer, spec: TrainingSpec, fs, s3: S3Access, workdir: Path, metrics: Metrics
+) -> Output:
     """The final Hugging Face folder (adapter or full weights, tokenizer, arguments, metrics;
     ``merged/`` for LoRA) uploaded to ``output_prefix``."""
     out = workdir / "output"
@@ -477,9 +576,14 @@ def write_output(trainer, tokenizer, spec: TrainingSpec, fs, s3: S3Access, workd
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     info = {
-        "job_name": spec.job_name, "run_name": spec.run_name, "task": spec.task.name, "method": spec.method.name,
-        "base_model": spec.base_model_source, "label_names": list(spec.label_names),
-        "hyperparameters": jsonable(spec.hyperparameters), "init_weights_uri": spec.init_weights_uri,
+        "job_name": spec.job_name,
+        "run_name": spec.run_name,
+        "task": spec.task.name,
+        "method": spec.method.name,
+        "base_model": spec.base_model_source,
+        "label_names": list(spec.label_names),
+        "hyperparameters": jsonable(spec.hyperparameters),
+        "init_weights_uri": spec.init_weights_uri,
         "resume_from_checkpoint": spec.resume_from_checkpoint,
     }
     (out / "training_args.json").write_text(json.dumps(info, indent=2))
@@ -492,8 +596,13 @@ def write_output(trainer, tokenizer, spec: TrainingSpec, fs, s3: S3Access, workd
     size = upload_dir(fs, out, prefix)
     uri = f"s3://{prefix}"
     return Output(
-        uri=uri, merged_model_uri=f"{uri}/merged" if lora else "", is_adapter_only=lora,
-        label_names=tuple(spec.label_names), step=metrics.step, size_bytes=size, trainable_parameter_count=trainable,
+        uri=uri,
+        merged_model_uri=f"{uri}/merged" if lora else "",
+        is_adapter_only=lora,
+        label_names=tuple(spec.label_names),
+        step=metrics.step,
+        size_bytes=size,
+        trainable_parameter_count=trainable,
     )
 
 
@@ -502,14 +611,20 @@ def _final_metrics(trainer, progress, ctx: dict[str, Any]) -> Metrics:
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     evals = ctx["evals"]
     last = evals[-1] if evals else None
-    best = min((e for e in evals if e["eval_loss"] is not None), key=lambda e: e["eval_loss"], default=None)
+    best = min(
+        (e for e in evals if e["eval_loss"] is not None), key=lambda e: e["eval_loss"], default=None
+    )
     return Metrics(
-        step=state.global_step, epoch=float(state.epoch or 0.0),
-        train_loss=losses[-1] if losses else None, learning_rate=progress.last_lr,
+        step=state.global_step,
+        epoch=float(state.epoch or 0.0),
+        train_loss=losses[-1] if losses else None,
+        learning_rate=progress.last_lr,
         samples_per_second=progress.samples_per_second(),
-        eval_step=last["step"] if last else 0, eval_loss=last["eval_loss"] if last else None,
+        eval_step=last["step"] if last else 0,
+        eval_loss=last["eval_loss"] if last else None,
         eval_metrics=last["metrics"] if last else {},
-        best_eval_loss=best["eval_loss"] if best else None, best_eval_step=best["step"] if best else 0,
+        best_eval_loss=best["eval_loss"] if best else None,
+        best_eval_step=best["step"] if best else 0,
     )
 
 
@@ -529,33 +644,64 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     workdir = Path(tempfile.mkdtemp(prefix=f"mtw-train-r{rank}-"))
     ctx: dict[str, Any] = {
         "t_start": time.monotonic(),
-        "rank": rank, "world": world, "sink": sink, "task": spec.task, "evals": [],
+        "rank": rank,
+        "world": world,
+        "sink": sink,
+        "task": spec.task,
+        "evals": [],
         "checkpoint_root": f"{fs_path(spec.storage_path)}/{spec.run_name}",
     }
-    span = _worker_span(spec, config.get("traceparent") or spec.traceparent, config.get("otlp_endpoint") or "", rank)
+    span = _worker_span(
+        spec, config.get("traceparent") or spec.traceparent, config.get("otlp_endpoint") or "", rank
+    )
     try:
         with span:
-            init_dir = download_dir(fs, spec.init_weights_uri, workdir / "init") if spec.init_weights_uri else None
+            init_dir = (
+                download_dir(fs, spec.init_weights_uri, workdir / "init")
+                if spec.init_weights_uri
+                else None
+            )
             resume = _restore_dir(spec, fs, workdir)
             if resume is not None and rank == 0:
-                sink.emit("log", {"level": "INFO", "message": f"resuming from checkpoint {resume.name}"
-                                  if ray.train.get_checkpoint() is not None else
-                                  f"resuming from {spec.resume_from_checkpoint}"})
+                sink.emit(
+                    "log",
+                    {
+                        "level": "INFO",
+                        "message": f"resuming from checkpoint {resume.name}"
+                        if ray.train.get_checkpoint() is not None
+                        else f"resuming from {spec.resume_from_checkpoint}",
+                    },
+                )
             try:
-                trainer, tokenizer, progress = build_trainer(spec, fs, rank=rank, world=world, workdir=workdir, ctx=ctx,
-                                                             use_cpu=not spec.hyperparameters.use_gpu, init_dir=init_dir)
+                trainer, tokenizer, progress = build_trainer(
+                    spec,
+                    fs,
+                    rank=rank,
+                    world=world,
+                    workdir=workdir,
+                    ctx=ctx,
+                    use_cpu=not spec.hyperparameters.use_gpu,
+                    init_dir=init_dir,
+                )
             except PreparationFailed as failed:
                 return {"error": failed.error} if rank == 0 else None
             trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-            if trainer.eval_dataset is not None and (not ctx["evals"] or ctx["evals"][-1]["step"] != trainer.state.global_step):
+            if trainer.eval_dataset is not None and (
+                not ctx["evals"] or ctx["evals"][-1]["step"] != trainer.state.global_step
+            ):
                 trainer.evaluate()
             metrics = _final_metrics(trainer, progress, ctx)
             if rank != 0:
                 return None
             output = write_output(trainer, tokenizer, spec, fs, s3, workdir, metrics)
             sink.emit("log", {"level": "INFO", "message": f"model written to {output.uri}"})
-            return {"output": output, "metrics": metrics, "steps": trainer.state.global_step,
-                    "checkpoint_uri": ctx.get("last_checkpoint", ""), "stopped_early": ctx.get("stopped_early")}
+            return {
+                "output": output,
+                "metrics": metrics,
+                "steps": trainer.state.global_step,
+                "checkpoint_uri": ctx.get("last_checkpoint", ""),
+                "stopped_early": ctx.get("stopped_early"),
+            }
     finally:
         rmtree_quiet(workdir)
 
@@ -574,10 +720,16 @@ def _worker_span(spec: TrainingSpec, traceparent: str, otlp_endpoint: str, rank:
 
         from services.common.telemetry import setup_telemetry
 
-        setup_telemetry("training-worker", SimpleNamespace(otel_exporter_otlp_endpoint=otlp_endpoint), configure_logs=False)
+        setup_telemetry(
+            "training-worker",
+            SimpleNamespace(otel_exporter_otlp_endpoint=otlp_endpoint),
+            configure_logs=False,
+        )
     parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
     return trace.get_tracer("mtw.training").start_as_current_span(
-        "training.worker", context=parent, attributes={"mtw.job": spec.job_name, "mtw.run": spec.run_name, "rank": rank}
+        "training.worker",
+        context=parent,
+        attributes={"mtw.job": spec.job_name, "mtw.run": spec.run_name, "rank": rank},
     )
 
 

@@ -13,7 +13,13 @@ from services.training_svc.trainer.loop import train_loop_per_worker
 from services.training_svc.trainer.storage import S3Access, fs_path
 
 # Passed on to the workers (set in their process before transformers is imported).
-_FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
+_FORWARDED_ENV = (
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HOME",
+    "TOKENIZERS_PARALLELISM",
+)
 
 
 @dataclass(frozen=True)
@@ -75,14 +81,18 @@ def run_training(
     )
     try:
         result = trainer.fit()
-    except Exception as exc:  # noqa: BLE001 - re-raised as the worker's own error
+    except Exception as exc:
         raise unwrap_error(exc) from exc
     value = result.return_value or {}
     if value.get("error") is not None:  # a problem no retry would fix (bad data, model won't load)
         raise value["error"]
     if not value:
         raise RuntimeError(f"training run {spec.run_name} finished without a result from rank 0")
-    checkpoint_uri = f"s3://{result.checkpoint.path}" if result.checkpoint is not None else value.get("checkpoint_uri", "")
+    checkpoint_uri = (
+        f"s3://{result.checkpoint.path}"
+        if result.checkpoint is not None
+        else value.get("checkpoint_uri", "")
+    )
     return TrainingResult(
         output=value["output"],
         metrics=value["metrics"],

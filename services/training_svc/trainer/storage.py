@@ -48,7 +48,12 @@ def download_dir(fs, path: str, local: Path) -> Path:
     from pyarrow import fs as pafs
 
     local.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(fs_path(path), str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    pafs.copy_files(
+        fs_path(path),
+        str(local),
+        source_filesystem=fs,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
     return local
 
 
@@ -60,7 +65,12 @@ def upload_dir(fs, local: Path, path: str) -> int:
     for root, _dirs, files in os.walk(local):
         for name in files:
             total += (Path(root) / name).stat().st_size
-    pafs.copy_files(str(local), fs_path(path), source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    pafs.copy_files(
+        str(local),
+        fs_path(path),
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=fs,
+    )
     return total
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,23 +41,28 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> No
     raise TimeoutError(f"Ray head did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A local Ray head with 2 CPUs: yields its address ``"127.0.0.1:PORT"``.
-
-    Sets RAY_AUTH_MODE/RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in os.environ too, so a later
-    ``ray.init(address=…)`` in this process (or a service under test) can attach.
-    """
+def start_ray_head(num_cpus: int = 2) -> tuple[str, Callable[[], None]]:
+    """Start a loopback-only Ray head; returns (address, stop). Also used by bench/train.py."""
     os.environ.update(RAY_ENV)
     port = _free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     ray_bin = Path(sys.executable).with_name("ray")
-    env = {**os.environ, **RAY_ENV, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log = open(Path(temp_dir) / "ray-start.log", "wb")  # noqa: SIM115 - closed below
+    env = {
+        **os.environ,
+        **RAY_ENV,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    log = open(Path(temp_dir) / "ray-start.log", "wb")  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(
         [
-            str(ray_bin), "start", "--head", "--block",
-            "--num-cpus=2", "--include-dashboard=false",
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--num-cpus={num_cpus}",
+            "--include-dashboard=false",
             "--node-ip-address=127.0.0.1",
             f"--port={port}",
             f"--ray-client-server-port={_free_port()}",
@@ -71,12 +76,31 @@ def ray_cluster() -> Iterator[str]:
         start_new_session=True,
         cwd=str(Path(__file__).resolve().parents[3]),
     )
-    try:
-        _wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
+
+    def stop() -> None:
         _stop_group(proc)
         log.close()
+
+    try:
+        _wait_for_port(port, proc)
+    except BaseException:
+        stop()
+        raise
+    return f"127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray head with 2 CPUs: yields its address ``"127.0.0.1:PORT"``.
+
+    Sets RAY_AUTH_MODE/RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in os.environ too, so a later
+    ``ray.init(address=…)`` in this process (or a service under test) can attach.
+    """
+    address, stop = start_ray_head(2)
+    try:
+        yield address
+    finally:
+        stop()
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -121,4 +145,9 @@ def s3_access(s3_endpoint: str, object_store):
     from services.training_svc.trainer import S3Access
     from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 
-    return S3Access(endpoint=s3_endpoint, access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, bucket=object_store.bucket)
+    return S3Access(
+        endpoint=s3_endpoint,
+        access_key=S3_ACCESS_KEY,
+        secret_key=S3_SECRET_KEY,
+        bucket=object_store.bucket,
+    )

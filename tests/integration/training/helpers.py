@@ -73,19 +73,42 @@ def tiny_gpt2(cache_dir: Path) -> Path:
 
 def hyperparameters(**overrides) -> Hyperparameters:
     base = Hyperparameters(
-        epochs=2, max_steps=0, learning_rate=2e-3, lr_scheduler=LrScheduler.LINEAR, warmup_ratio=0.0,
-        per_device_batch_size=16, gradient_accumulation_steps=1, max_seq_length=64, weight_decay=0.0, seed=7,
-        eval_interval_steps=10, checkpoint_interval_steps=10, early_stopping_patience=0,
-        early_stopping_threshold=0.0, num_workers=2, use_gpu=False, precision=Precision.FP32,
-        gradient_checkpointing=False, max_grad_norm=1.0,
+        epochs=2,
+        max_steps=0,
+        learning_rate=2e-3,
+        lr_scheduler=LrScheduler.LINEAR,
+        warmup_ratio=0.0,
+        per_device_batch_size=16,
+        gradient_accumulation_steps=1,
+        max_seq_length=64,
+        weight_decay=0.0,
+        seed=7,
+        eval_interval_steps=10,
+        checkpoint_interval_steps=10,
+        early_stopping_patience=0,
+        early_stopping_threshold=0.0,
+        num_workers=2,
+        use_gpu=False,
+        precision=Precision.FP32,
+        gradient_checkpointing=False,
+        max_grad_norm=1.0,
         lora=LoraSettings(rank=8, alpha=16, dropout=0.0, target_modules=("query", "value")),
     )
     return replace(base, **overrides)
 
 
-def spec(*, task: Task, model: str, train_uri: str, validation_uri: str = "", label_names=(),
-         method: TuningMethod = TuningMethod.LORA, fan_in_fan_out: bool = False, hp: Hyperparameters | None = None,
-         **extra) -> TrainingSpec:
+def spec(
+    *,
+    task: Task,
+    model: str,
+    train_uri: str,
+    validation_uri: str = "",
+    label_names=(),
+    method: TuningMethod = TuningMethod.LORA,
+    fan_in_fan_out: bool = False,
+    hp: Hyperparameters | None = None,
+    **extra,
+) -> TrainingSpec:
     job = uuid.uuid4().hex[:8]
     return TrainingSpec(
         job_name=f"projects/test/tuningJobs/{job}",

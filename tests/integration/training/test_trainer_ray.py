@@ -76,8 +76,12 @@ def chat_splits(s3_access):
 
 
 def gpt2_hp(**overrides):
-    values = dict(learning_rate=5e-3, max_seq_length=128, per_device_batch_size=8,  # noqa: C408
-                  lora=LoraSettings(rank=8, alpha=16, dropout=0.0, target_modules=("c_attn",)))
+    values = {
+        "learning_rate": 5e-3,
+        "max_seq_length": 128,
+        "per_device_batch_size": 8,
+        "lora": LoraSettings(rank=8, alpha=16, dropout=0.0, target_modules=("c_attn",)),
+    }
     return helpers.hyperparameters(**{**values, **overrides})
 
 
@@ -91,13 +95,22 @@ def storage(s3) -> str:
     return f"{s3.bucket}/training/checkpoints"
 
 
-def test_classification_lora_lowers_loss_and_writes_a_loadable_folder(ray_client, s3_access, brown_splits, collector, tmp_path):
+def test_classification_lora_lowers_loss_and_writes_a_loadable_folder(
+    ray_client, s3_access, brown_splits, collector, tmp_path
+):
     train_uri, val_uri = brown_splits
     actor = collector()
-    spec = helpers.spec(task=Task.SEQUENCE_CLASSIFICATION, model=minilm(), train_uri=train_uri, validation_uri=val_uri,
-                        label_names=helpers.GENRES, storage_path=storage(s3_access),
-                        hp=helpers.hyperparameters(learning_rate=2e-3, warmup_ratio=0.1, eval_interval_steps=8,
-                                                   checkpoint_interval_steps=8))
+    spec = helpers.spec(
+        task=Task.SEQUENCE_CLASSIFICATION,
+        model=minilm(),
+        train_uri=train_uri,
+        validation_uri=val_uri,
+        label_names=helpers.GENRES,
+        storage_path=storage(s3_access),
+        hp=helpers.hyperparameters(
+            learning_rate=2e-3, warmup_ratio=0.1, eval_interval_steps=8, checkpoint_interval_steps=8
+        ),
+    )
     t0 = time.time()
     result = run_training(spec, sink_factory=ActorSinkFactory(actor), s3=s3_access)
     elapsed = time.time() - t0
@@ -117,15 +130,21 @@ def test_classification_lora_lowers_loss_and_writes_a_loadable_folder(ray_client
     assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
     assert 0 <= evals[-1]["metrics"]["accuracy"] <= 1
     assert [c["step"] for c in checkpoints][:2] == [8, 16]
-    assert result.checkpoint_uri.startswith(f"s3://{storage(s3_access)}/{spec.run_name}/checkpoint-")
+    assert result.checkpoint_uri.startswith(
+        f"s3://{storage(s3_access)}/{spec.run_name}/checkpoint-"
+    )
     assert result.metrics.eval_metrics["accuracy"] > 0.4  # 3 genres: chance is 1/3
     assert result.output.is_adapter_only and result.output.merged_model_uri.endswith("/merged")
-    print(f"classification run: {elapsed:.1f}s, first step after {first_step:.1f}s, {result.steps} steps, {result.metrics.samples_per_second:.1f} samples/s")
+    print(
+        f"classification run: {elapsed:.1f}s, first step after {first_step:.1f}s, {result.steps} steps, {result.metrics.samples_per_second:.1f} samples/s"
+    )
 
     # The checkpoint holds the optimizer state (exact resume) and lives in S3.
     fs = s3_access.filesystem()
     ckpt = download_dir(fs, result.checkpoint_uri, tmp_path / "ckpt")
-    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json", "adapter_model.safetensors"} <= {p.name for p in ckpt.iterdir()}
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json", "adapter_model.safetensors"} <= {
+        p.name for p in ckpt.iterdir()
+    }
 
     # The final folder loads with plain transformers/peft, merged too.
     import torch
@@ -134,7 +153,13 @@ def test_classification_lora_lowers_loss_and_writes_a_loadable_folder(ray_client
 
     out = download_dir(fs, result.output.uri, tmp_path / "out")
     names = {p.name for p in out.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "training_args.json", "metrics.json", "merged"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "training_args.json",
+        "metrics.json",
+        "merged",
+    } <= names
     base = AutoModelForSequenceClassification.from_pretrained(minilm(), num_labels=3)
     adapted = PeftModel.from_pretrained(base, str(out)).eval()
     merged = AutoModelForSequenceClassification.from_pretrained(str(out / "merged")).eval()
@@ -145,25 +170,45 @@ def test_classification_lora_lowers_loss_and_writes_a_loadable_folder(ray_client
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-4)
 
 
-def test_chat_sft_learns_assistant_tokens_only(ray_client, s3_access, chat_splits, tiny_gpt2, collector):
+def test_chat_sft_learns_assistant_tokens_only(
+    ray_client, s3_access, chat_splits, tiny_gpt2, collector
+):
     from transformers import AutoTokenizer
 
     from services.training_svc.trainer import data as tdata
 
     # The loss mask: assistant replies (and their end token) only.
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
-    row = {"source_row": 0, "messages": [{"role": "user", "content": "What is AI?"},
-                                         {"role": "assistant", "content": "A field of science."}]}
+    row = {
+        "source_row": 0,
+        "messages": [
+            {"role": "user", "content": "What is AI?"},
+            {"role": "assistant", "content": "A field of science."},
+        ],
+    }
     [example] = tdata.encode_chat([row], tok, 128)
-    learnt = tok.decode([t for t, lab in zip(example["input_ids"], example["labels"], strict=True) if lab != -100])
+    learnt = tok.decode(
+        [t for t, lab in zip(example["input_ids"], example["labels"], strict=True) if lab != -100]
+    )
     assert learnt == "A field of science.<|endoftext|>"
 
     train_uri, val_uri = chat_splits
     actor = collector()
-    spec = helpers.spec(task=Task.CHAT_SFT, model=tiny_gpt2, train_uri=train_uri, validation_uri=val_uri,
-                        fan_in_fan_out=True, storage_path=storage(s3_access),
-                        hp=gpt2_hp(epochs=2, num_workers=1, learning_rate=2e-2, eval_interval_steps=25,
-                                   checkpoint_interval_steps=25))
+    spec = helpers.spec(
+        task=Task.CHAT_SFT,
+        model=tiny_gpt2,
+        train_uri=train_uri,
+        validation_uri=val_uri,
+        fan_in_fan_out=True,
+        storage_path=storage(s3_access),
+        hp=gpt2_hp(
+            epochs=2,
+            num_workers=1,
+            learning_rate=2e-2,
+            eval_interval_steps=25,
+            checkpoint_interval_steps=25,
+        ),
+    )
     result = run_training(spec, sink_factory=ActorSinkFactory(actor), s3=s3_access)
     evals = events(actor, "eval")
     assert result.steps == 50
@@ -176,8 +221,14 @@ def test_bad_row_fails_at_once_with_its_row_number(ray_client, s3_access, tiny_g
     rows = [{"text": f"passage {i}", "label": "government"} for i in range(40)]
     rows[17]["label"] = "cookery"
     uri = helpers.put_split(s3_access, "test-data/bad/train.parquet", rows)
-    spec = helpers.spec(task=Task.SEQUENCE_CLASSIFICATION, model=tiny_gpt2, train_uri=uri, label_names=helpers.GENRES,
-                        storage_path=storage(s3_access), hp=gpt2_hp(num_workers=1))
+    spec = helpers.spec(
+        task=Task.SEQUENCE_CLASSIFICATION,
+        model=tiny_gpt2,
+        train_uri=uri,
+        label_names=helpers.GENRES,
+        storage_path=storage(s3_access),
+        hp=gpt2_hp(num_workers=1),
+    )
     t0 = time.monotonic()
     with pytest.raises(BadDataError) as caught:
         run_training(spec, sink_factory=ActorSinkFactory(collector()), s3=s3_access, max_failures=2)
@@ -188,19 +239,28 @@ def test_bad_row_fails_at_once_with_its_row_number(ray_client, s3_access, tiny_g
     print(f"bad data reported after {time.monotonic() - t0:.1f}s")
 
 
-def test_causal_lm_full_fine_tune_survives_a_killed_worker(ray_client, s3_access, text_split, tiny_gpt2, collector, tmp_path):
+def test_causal_lm_full_fine_tune_survives_a_killed_worker(
+    ray_client, s3_access, text_split, tiny_gpt2, collector, tmp_path
+):
     """Rank 0 is SIGKILLed after the first checkpoint: Ray Train restarts the worker
     group, which resumes from that checkpoint (not step 0) and finishes the run."""
     actor = collector()
     # Full fine-tuning: the catalog's tiny GPT-2 is untrained, so frozen embeddings leave LoRA little to learn.
-    spec = helpers.spec(task=Task.CAUSAL_LM, model=tiny_gpt2, train_uri=text_split, method=TuningMethod.FULL,
-                        storage_path=storage(s3_access),
-                        hp=gpt2_hp(epochs=1, max_steps=100, per_device_batch_size=4, checkpoint_interval_steps=20))
+    spec = helpers.spec(
+        task=Task.CAUSAL_LM,
+        model=tiny_gpt2,
+        train_uri=text_split,
+        method=TuningMethod.FULL,
+        storage_path=storage(s3_access),
+        hp=gpt2_hp(epochs=1, max_steps=100, per_device_batch_size=4, checkpoint_interval_steps=20),
+    )
     outcome: dict = {}
 
     def run():
         try:
-            outcome["result"] = run_training(spec, sink_factory=helpers.PidSinkFactory(actor), s3=s3_access, max_failures=2)
+            outcome["result"] = run_training(
+                spec, sink_factory=helpers.PidSinkFactory(actor), s3=s3_access, max_failures=2
+            )
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["error"] = exc
 
@@ -210,7 +270,9 @@ def test_causal_lm_full_fine_tune_survives_a_killed_worker(ray_client, s3_access
     deadline = time.monotonic() + 150
     # Ray registers a reported checkpoint at its next poll of the workers (~2 s): kill
     # once the second is saved, so the first is surely registered.
-    while len(events(actor, "checkpoint")) < 2 and time.monotonic() < deadline and thread.is_alive():
+    while (
+        len(events(actor, "checkpoint")) < 2 and time.monotonic() < deadline and thread.is_alive()
+    ):
         time.sleep(0.1)
     saved = [c["step"] for c in events(actor, "checkpoint")]
     pid = next(p["pid"] for p in events(actor, "log") if "pid" in p)
@@ -220,7 +282,9 @@ def test_causal_lm_full_fine_tune_survives_a_killed_worker(ray_client, s3_access
     result = outcome["result"]
     assert result.steps == 100
     timed = ray_events(actor, "step")
-    print(f"causal LM run with a kill: {time.time() - t0:.1f}s, first step after {timed[0][0] - t0:.1f}s")
+    print(
+        f"causal LM run with a kill: {time.time() - t0:.1f}s, first step after {timed[0][0] - t0:.1f}s"
+    )
 
     steps = [p["step"] for _t, p in timed]
     restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
