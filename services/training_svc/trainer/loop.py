@@ -456,7 +456,7 @@ def build_trainer(
             {
                 "level": "INFO",
                 "message": f"model loaded and {len(train)} training examples "
-                f"tokenised on rank 0 in {time.monotonic() - ctx['t_start']:.1f}s",
+                f"tokenised on rank 0 in {time.monotonic() - ctx.get('t_start', time.monotonic()):.1f}s",
             },
         )
     counts = [(len(train), _picklable(error))]
