@@ -54,7 +54,11 @@ async def main() -> int:
     dev_key: dict[str, object] = {}
 
     async def start_all() -> None:
-        for component in components():
+        parts = components()
+        for part in parts:
+            if isinstance(part, ServiceProcess):
+                part.reserve_port(env)
+        for component in parts:
             say(f"starting {component.name}")
             started.append(component)
             await component.start(env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,4 +107,6 @@ def base_env() -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("HF_DATASETS_OFFLINE", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Lets the services call each other for a project when no caller's key is at hand.
+    env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
     return env

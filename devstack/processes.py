@@ -119,7 +119,9 @@ class ServiceProcess:
         self.port = 0
         self.child: ChildProcess | None = None
 
-    async def start(self, env: dict[str, str]) -> None:
+    def reserve_port(self, env: dict[str, str]) -> None:
+        """Pick this service's port and publish its endpoint before any service starts,
+        so services that call each other (in either direction) all know where."""
         if self._port:
             self.port = self._port
         elif env.get(self.info.port_env):
@@ -129,11 +131,15 @@ class ServiceProcess:
             self.port = port_or_free(preferred)
             if self.port != preferred:
                 say(f"{self.name}: port {preferred} is busy, using {self.port}")
+        env[f"MTW_{self.name.upper()}_ENDPOINT"] = f"127.0.0.1:{self.port}"
+
+    async def start(self, env: dict[str, str]) -> None:
+        if not self.port:
+            self.reserve_port(env)
         child_env = dict(env, GRPC_PORT=str(self.port), GRPC_HOST=env.get("GRPC_HOST", "127.0.0.1"))
         self.child = ChildProcess(self.name, [sys.executable, "-m", self.info.package], child_env)
         await self.child.start()
         await self.wait_serving()
-        env[f"MTW_{self.name.upper()}_ENDPOINT"] = f"127.0.0.1:{self.port}"
         say(f"{self.name}: SERVING on 127.0.0.1:{self.port}")
 
     async def wait_serving(self, timeout: float = 90) -> None:

@@ -31,12 +31,28 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 KEY_PREFIX = "mtw_"
 
 
+# Metadata a service sends with the internal token: the project it acts for.
+ON_BEHALF_OF = "x-mtw-project"
+SERVICE_KEY_PREFIX = "service:"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the project their key belongs to, and which key."""
+    """Who is calling: the project their key belongs to, and which key
+    (``service:<name>`` when another MTW service calls with the internal token)."""
 
     project: str
     key_id: str
+
+    @property
+    def is_service(self) -> bool:
+        return self.key_id.startswith(SERVICE_KEY_PREFIX)
+
+
+def service_metadata(internal_token: str, project: str, service: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata for a service-to-service call on ``project``'s behalf."""
+    return (("authorization", f"Bearer {internal_token}"), (ON_BEHALF_OF, project),
+            ("x-mtw-service", service))
 
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -101,7 +117,9 @@ async def migrate_iam(pool: asyncpg.Pool) -> list[int]:
 class KeyStore:
     """Projects and API keys in the ``iam`` schema, with a short positive-lookup cache."""
 
-    def __init__(self, pool: asyncpg.Pool, cache_ttl: float = 30.0, cache_size: int = 1024) -> None:
+    def __init__(self, pool: asyncpg.Pool, cache_ttl: float = 30.0, cache_size: int = 1024,
+                 internal_token: str = "") -> None:
+        self.internal_token = internal_token
         self.pool = pool
         self._ttl = cache_ttl
         self._size = cache_size
@@ -173,6 +191,18 @@ class KeyStore:
         if row["revoke_time"] is not None:
             raise Unauthenticated("the API key has been revoked", reason="API_KEY_REVOKED")
         return Principal(project=row["project_id"], key_id=key_id)
+
+    async def authenticate_call(self, token: str | None, metadata) -> Principal:
+        """The principal of one call: a service with the internal token acting for the
+        project it names, else an API key (:meth:`authenticate_cached`)."""
+        if token and self.internal_token and hmac.compare_digest(token, self.internal_token):
+            values = {k.lower(): v for k, v in metadata or ()}
+            project = values.get(ON_BEHALF_OF, "")
+            if not project:
+                raise Unauthenticated(f"a service call must name its project in '{ON_BEHALF_OF}'",
+                                      reason="SERVICE_PROJECT_MISSING")
+            return Principal(project=project, key_id=SERVICE_KEY_PREFIX + values.get("x-mtw-service", "unknown"))
+        return await self.authenticate_cached(token)
 
     async def authenticate_cached(self, token: str | None) -> Principal:
         """:meth:`authenticate` with a bounded LRU of recent successes (TTL ``cache_ttl``)."""

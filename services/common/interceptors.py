@@ -188,9 +188,8 @@ class _AuthScope:
         self._scope = None
 
     async def __aenter__(self) -> None:
-        principal = await self.key_store.authenticate_cached(
-            bearer_token(self.context.invocation_metadata())
-        )
+        metadata = self.context.invocation_metadata()
+        principal = await self.key_store.authenticate_call(bearer_token(metadata), metadata)
         self._scope = as_principal(principal)
         self._scope.__enter__()
 

@@ -203,7 +203,7 @@ async def run_service(
         if use_object_store:
             object_store = ObjectStore.from_settings(settings)
             await object_store.ensure_bucket()
-        ctx = ServiceContext(settings, pool, KeyStore(pool), object_store)
+        ctx = ServiceContext(settings, pool, KeyStore(pool, internal_token=settings.internal_token), object_store)
 
         async def readiness() -> bool:
             if not await db.ping(pool):

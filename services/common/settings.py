@@ -37,6 +37,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "mtw"
     # Server folders (separated by os.pathsep) from which callers may name local models.
     model_dirs: str = ""
+    # Shared secret services use to call each other on a project's behalf when no
+    # caller's key is at hand (e.g. follow-up work after a job ends). Empty: disabled.
+    internal_token: str = ""
 
     @property
     def model_dir_paths(self) -> list[Path]:

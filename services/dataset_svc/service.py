@@ -56,7 +56,7 @@ async def start(settings: DatasetSettings) -> RunningDatasetService:
             DatasetServicer(app), s
         ),
         service_names=[SERVICE_NAME],
-        key_store=KeyStore(pool),
+        key_store=KeyStore(pool, internal_token=settings.internal_token),
         readiness=ready,
     )
     return RunningDatasetService(server, port, app, pool, objects)

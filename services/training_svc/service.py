@@ -81,7 +81,7 @@ async def start(settings: TrainingSettings, scheduler: Scheduler | None = None) 
         settings,
         register=lambda s: training_service_pb2_grpc.add_TuningServiceServicer_to_server(TuningServicer(app), s),
         service_names=[SERVICE_NAME],
-        key_store=KeyStore(pool),
+        key_store=KeyStore(pool, internal_token=settings.internal_token),
         readiness=ready,
     )
     return RunningTrainingService(server, port, app, pool, objects, reconciled)

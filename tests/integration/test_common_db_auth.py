@@ -152,3 +152,20 @@ async def test_principal_check_project_and_audit(key_store: KeyStore):
         "datasets.create",
     )
     assert row["details"] == {"bytes": 3}
+
+
+async def test_service_calls_with_the_internal_token(key_store: KeyStore):
+    from services.common.auth import service_metadata
+
+    services = KeyStore(key_store.pool, internal_token="s3cret-internal-token-0123456789")
+    metadata = service_metadata("s3cret-internal-token-0123456789", "alpha", "training")
+    principal = await services.authenticate_call("s3cret-internal-token-0123456789", metadata)
+    assert principal == Principal(project="alpha", key_id="service:training") and principal.is_service
+    with pytest.raises(Unauthenticated, match="x-mtw-project"):
+        await services.authenticate_call("s3cret-internal-token-0123456789", metadata[:1])
+    # A wrong token is an API key like any other, and not a valid one.
+    with pytest.raises(Unauthenticated, match="malformed"):
+        await services.authenticate_call("s3cret-internal-token-012345678X", metadata)
+    # Without a configured token the internal path is closed.
+    with pytest.raises(Unauthenticated):
+        await key_store.authenticate_call("s3cret-internal-token-0123456789", metadata)
