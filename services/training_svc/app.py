@@ -47,6 +47,7 @@ from services.training_svc.domain.model import (
     TuningMethod,
 )
 from services.training_svc.events import EventHub
+from services.training_svc.follow_ups import FollowUps
 from services.training_svc.scheduler import Run, RunStatus, Scheduler, ThroughputQuery
 from services.training_svc.settings import TrainingSettings
 from services.training_svc.store import NewJob, TrainingStore, cancelled_by_user
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 PROJECT = "projects/{project}"
 JOB = "projects/{project}/tuningJobs/{job}"
+MODEL = "projects/{project}/models/{model}"
 BASE_MODEL = "baseModels/{model}"
 OBJECT_ROOT = "training"
 _TEXT_LIMITS = {"display_name": 200, "description": 4000}
@@ -85,6 +87,7 @@ class JobRequest:
     lineage: Lineage = dataclasses.field(default_factory=Lineage)
     skip_final_evaluation: bool = False
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    register_to_model: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,7 @@ class TrainingApp:
         self.datasets = datasets
         self.scheduler = scheduler
         self.hub = hub
+        self.follow_ups = FollowUps(settings, store)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -179,6 +183,8 @@ class TrainingApp:
                 metadata={"base_model": plan.model.name, "licence": plan.model.licence_name},
             )
         init_weights = await self._lineage_source(project, request.lineage, plan)
+        if request.register_to_model:
+            _check_model_name(request.register_to_model, project)
         await self._check_quota(project)
         spec = self._spec(project, job_id, plan, init_weights_uri=init_weights, traceparent=traceparent)
         job = await self.store.insert_job(NewJob(
@@ -190,7 +196,7 @@ class TrainingApp:
             lineage=dataclasses.replace(request.lineage, resumed_from_step=0),
             skip_final_evaluation=request.skip_final_evaluation, labels=request.labels, spec=spec,
             creator=f"projects/{project}/apiKeys/{principal.key_id}", request_id=request_id,
-            total_steps=plan.estimate.steps,
+            total_steps=plan.estimate.steps, register_to_model=request.register_to_model,
         ))
         await audit(self.store.pool, "tuning_job.create", job.name,
                     {"base_model": job.base_model, "dataset_version": job.dataset_version},
@@ -445,7 +451,7 @@ class TrainingApp:
             lineage=Lineage(resumed_from=old.name, resumed_from_step=old.latest_checkpoint.step),
             skip_final_evaluation=old.skip_final_evaluation, labels=old.labels, spec=spec,
             creator=f"projects/{project}/apiKeys/{principal.key_id}", request_id=request_id,
-            total_steps=old.progress.total_steps,
+            total_steps=old.progress.total_steps, register_to_model=old.register_to_model,
             message=f"queued to resume {old.name} from step {old.latest_checkpoint.step}",
         ))
         await audit(self.store.pool, "tuning_job.resume", job.name, {"resumed_from": old.name},
@@ -528,6 +534,7 @@ class TrainingApp:
             try:
                 await reconcile.reconcile(self)
                 await self.dispatch()
+                await self.follow_ups.run_pending()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -615,6 +622,14 @@ def _summary(violations: list[FieldViolation]) -> str:
     head = "; ".join(f"{v.field}: {v.description}" for v in violations[:3])
     more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
     return f"the tuning job is invalid: {head}{more}"
+
+
+def _check_model_name(name: str, project: str) -> None:
+    field = "tuning_job.register_to_model"
+    parts = names.parse(MODEL, name, field)
+    if parts["project"] != project:
+        raise InvalidArgument.field(field, f"'{name}' is in another project; register into a model of "
+                                           f"projects/{project}")
 
 
 def _check_request_id(request_id: str) -> None:

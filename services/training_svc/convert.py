@@ -90,6 +90,7 @@ def job_request_from_proto(p: job_pb.TuningJob) -> JobRequest:
         preset=m.Preset(p.preset), hyperparameters=hyperparameters,
         licence_acknowledged=p.licence_acknowledged, lineage=lineage_from_proto(p.lineage),
         skip_final_evaluation=p.skip_final_evaluation, labels=dict(p.labels),
+        register_to_model=p.register_to_model,
     )
 
 
@@ -178,7 +179,8 @@ def job_to_proto(j: m.TuningJob) -> job_pb.TuningJob:
         latest_metrics=metrics_to_proto(j.latest_metrics), restart_count=j.restart_count,
         evaluation=j.evaluation, create_time=_timestamp(j.create_time), start_time=_timestamp(j.start_time),
         end_time=_timestamp(j.end_time), update_time=_timestamp(j.update_time), labels=j.labels,
-        etag=j.etag, creator=j.creator,
+        etag=j.etag, creator=j.creator, register_to_model=j.register_to_model, model_version=j.model_version,
+        follow_up_error=j.follow_up_error,
     )
     for field in ("resumed_from", "continued_from_tuning_job", "continued_from_model_version", "branched_from"):
         if getattr(lineage, field):

@@ -115,7 +115,8 @@ class RayScheduler:
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
         self.namespace = settings.ray_namespace
-        if not ray.is_initialized():
+        self._attached = not ray.is_initialized()
+        if self._attached:
             if settings.ray_address:
                 ray.init(address=settings.ray_address, namespace=self.namespace, include_dashboard=False,
                          log_to_driver=False)
@@ -199,5 +200,6 @@ class RayScheduler:
         return resources.get("GPU", 0) > 0
 
     async def close(self) -> None:
-        """Detaches from the cluster; runs go on (they are detached actors)."""
-        return
+        """Detaches from the cluster if this scheduler attached; runs go on (detached actors)."""
+        if self._attached and self._ray.is_initialized():
+            await asyncio.to_thread(self._ray.shutdown)

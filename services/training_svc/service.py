@@ -43,6 +43,7 @@ class RunningTrainingService:
         await self.app.stop_loop()
         await self.app.hub.stop()
         await self.app.datasets.close()
+        await self.app.follow_ups.close()
         if close_scheduler:
             await self.app.scheduler.close()
         await self.pool.close()

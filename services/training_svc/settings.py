@@ -22,6 +22,14 @@ class TrainingSettings(ServiceSettings):
     dataset_service_endpoint: str = Field(
         "127.0.0.1:50051", validation_alias=AliasChoices("dataset_service_endpoint", "mtw_dataset_endpoint")
     )
+    # Services a SUCCEEDED job's follow-ups call (final evaluation, registration); empty =
+    # that follow-up is off. devstack sets MTW_EVALUATION_ENDPOINT / MTW_REGISTRY_ENDPOINT.
+    evaluation_service_endpoint: str = Field(
+        "", validation_alias=AliasChoices("evaluation_service_endpoint", "mtw_evaluation_endpoint"))
+    registry_service_endpoint: str = Field(
+        "", validation_alias=AliasChoices("registry_service_endpoint", "mtw_registry_endpoint"))
+    # First wait before a failed follow-up is tried again; it doubles each time, up to 10 min.
+    follow_up_retry_seconds: float = 5.0
     # Jobs of one project in PREPARING/RUNNING/CANCELLING at once; more wait in QUEUED.
     max_concurrent_jobs_per_project: int = 2
     # Jobs of one project waiting in QUEUED; past this CreateTuningJob is RESOURCE_EXHAUSTED.

@@ -79,6 +79,7 @@ class NewJob:
     spec: TrainingSpec
     creator: str
     request_id: str = ""
+    register_to_model: str = ""
     total_steps: int = 0
     message: str = "queued"
 
@@ -156,6 +157,9 @@ def _job(row: asyncpg.Record) -> TuningJob:
         labels=dict(row["labels"]),
         etag=_etag(row["project"], row["job_id"], row["revision"]),
         creator=row["creator"],
+        register_to_model=row["register_to_model"],
+        model_version=row["model_version"],
+        follow_up_error=row["follow_up_error"],
     )
 
 
@@ -322,15 +326,15 @@ class TrainingStore:
                     "INSERT INTO tuning_jobs (project, job_id, display_name, description, base_model,"
                     " dataset_version, task, method, preset, hyperparameters, resolved_hyperparameters,"
                     " licence_acknowledged, lineage, skip_final_evaluation, labels, spec, state, progress,"
-                    " creator, request_id, next_event)"
-                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,2)",
+                    " creator, request_id, register_to_model, next_event)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,2)",
                     new.project, new.job_id, new.display_name, new.description, new.base_model,
                     new.dataset_version, new.task.value, new.method.value, new.preset.value,
                     hp_json.dump_python(new.hyperparameters, mode="json"),
                     hp_json.dump_python(hp, mode="json"), new.licence_acknowledged,
                     _lineage_json.dump_python(new.lineage, mode="json"), new.skip_final_evaluation,
                     new.labels, spec_json.dump_python(new.spec, mode="json"), JobState.QUEUED.value,
-                    progress, new.creator, new.request_id,
+                    progress, new.creator, new.request_id, new.register_to_model,
                 )
                 await conn.execute(
                     "INSERT INTO job_events (project, job_id, sequence, kind, payload) VALUES ($1, $2, 1, 'state', $3)",
@@ -502,6 +506,42 @@ class TrainingStore:
             "INSERT INTO throughput_calibrations (key, samples_per_second) VALUES ($1, $2)"
             " ON CONFLICT (key) DO UPDATE SET samples_per_second = $2, measure_time = now()",
             key, samples_per_second,
+        )
+
+    # --- follow-ups of SUCCEEDED jobs (final evaluation, registration) -------------------
+
+    async def pending_follow_ups(self, *, evaluate: bool, register: bool, limit: int = 20) -> list[TuningJob]:
+        """SUCCEEDED jobs whose final evaluation (if ``evaluate``) or registration (if
+        ``register``) is due."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM tuning_jobs WHERE state = 4 AND follow_up_after <= now()"
+            " AND (($1 AND NOT skip_final_evaluation AND evaluation = '')"
+            "      OR ($2 AND register_to_model <> '' AND model_version = ''))"
+            " ORDER BY follow_up_after, end_time LIMIT $3", evaluate, register, limit,
+        )
+        return [_job(r) for r in rows]
+
+    async def follow_up_done(self, project: str, job_id: str, *, evaluation: str = "", model_version: str = "") -> None:
+        """Records what a follow-up made (only fills fields still empty)."""
+        await self._pool.execute(
+            "UPDATE tuning_jobs SET evaluation = CASE WHEN evaluation = '' THEN $3 ELSE evaluation END,"
+            " model_version = CASE WHEN model_version = '' THEN $4 ELSE model_version END,"
+            " follow_up_error = '', revision = revision + 1, update_time = now()"
+            " WHERE project = $1 AND job_id = $2", project, job_id, evaluation, model_version,
+        )
+
+    async def follow_up_failed(self, project: str, job_id: str, error: str, *, final: bool, max_attempts: int,
+                               first_backoff_seconds: float, max_backoff_seconds: float) -> int:
+        """Notes why a follow-up failed and when to try again (doubling, capped); returns
+        the attempts so far. A final failure, or the last attempt, is not retried (the error
+        stays visible on the job)."""
+        return await self._pool.fetchval(
+            "UPDATE tuning_jobs SET follow_up_error = $3, follow_up_attempts = follow_up_attempts + 1,"
+            " follow_up_after = CASE WHEN $4 OR follow_up_attempts + 1 >= $5 THEN 'infinity'::timestamptz"
+            "   ELSE now() + make_interval(secs => least($6, $7 * 2 ^ least(follow_up_attempts, 10))) END,"
+            " revision = revision + 1, update_time = now()"
+            " WHERE project = $1 AND job_id = $2 RETURNING follow_up_attempts",
+            project, job_id, error, final, max_attempts, max_backoff_seconds, first_backoff_seconds,
         )
 
 

@@ -259,6 +259,9 @@ class TuningJob:
     labels: dict[str, str]
     etag: str
     creator: str
+    register_to_model: str = ""
+    model_version: str = ""
+    follow_up_error: str = ""
 
     @property
     def name(self) -> str:

@@ -1,0 +1,137 @@
+"""A SUCCEEDED job's follow-ups: the training service asks the evaluation service for the
+final evaluation and the registry for a model version, on the project's behalf, with
+retries — against real gRPC servers on loopback that stand in for those two services
+and record what they were asked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest_asyncio
+
+from mtw.common.v1 import job_state_pb2 as js
+from mtw.evaluation.v1 import evaluation_pb2, evaluation_service_pb2_grpc
+from mtw.registry.v1 import model_version_pb2, registered_model_pb2, registry_service_pb2_grpc
+from mtw.training.v1 import hyperparameters_pb2 as hp
+from services.training_svc.domain.model import Output
+from services.training_svc.events import PgEventSink
+from services.training_svc.scheduler import InMemoryScheduler
+
+from .service_harness import brown_csv, start_stack, stop_stack
+
+TOKEN = "internal-token-for-the-follow-up-tests"
+
+
+class Peers(evaluation_service_pb2_grpc.EvaluationServiceServicer, registry_service_pb2_grpc.RegistryServiceServicer):
+    """The evaluation and registry services as the training service sees them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object, dict]] = []
+        self.unavailable_once = True
+        self.models: set[str] = set()
+        self.reject_evaluations = False
+
+    def _note(self, method, request, context) -> dict:
+        metadata = {k: v for k, v in context.invocation_metadata()}
+        self.calls.append((method, request, metadata))
+        return metadata
+
+    async def CreateEvaluation(self, request, context):
+        self._note("CreateEvaluation", request, context)
+        if self.reject_evaluations:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the test split is empty")
+        if self.unavailable_once:
+            self.unavailable_once = False
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "starting up")
+        return evaluation_pb2.Evaluation(name=f"{request.parent}/evaluations/ev-{request.request_id[:8]}")
+
+    async def CreateRegisteredModel(self, request, context):
+        self._note("CreateRegisteredModel", request, context)
+        name = f"{request.parent}/models/{request.registered_model_id}"
+        self.models.add(name)
+        return registered_model_pb2.RegisteredModel(name=name)
+
+    async def CreateModelVersion(self, request, context):
+        self._note("CreateModelVersion", request, context)
+        if request.parent not in self.models:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"registered model '{request.parent}' not found")
+        return model_version_pb2.ModelVersion(name=f"{request.parent}/versions/1")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def peers_stack(service_settings):
+    peers = Peers()
+    server = grpc.aio.server()
+    evaluation_service_pb2_grpc.add_EvaluationServiceServicer_to_server(peers, server)
+    registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(peers, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+
+    async def succeed(run):
+        sink = PgEventSink(run.database_url, run.project, run.job_id)
+        try:
+            await asyncio.to_thread(sink.succeed, Output(uri="s3://b/out", is_adapter_only=True, step=3), "done")
+        finally:
+            sink.close()
+
+    stack = await start_stack(service_settings, InMemoryScheduler(succeed), internal_token=TOKEN,
+                              evaluation_service_endpoint=f"127.0.0.1:{port}",
+                              registry_service_endpoint=f"127.0.0.1:{port}", follow_up_retry_seconds=0.2)
+    stack.versions["classification"] = await stack.upload(brown_csv(), "brown.csv")
+    yield stack, peers
+    await stop_stack(stack)
+    await server.stop(0)
+
+
+async def _settled(stack, name: str, done, timeout: float = 20):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        job = await stack.get(name)
+        if done(job):
+            return job
+        assert asyncio.get_running_loop().time() < deadline, f"follow-ups did not settle: {job}"
+        await asyncio.sleep(0.1)
+
+
+async def test_final_evaluation_and_registration_after_success(peers_stack):
+    stack, peers = peers_stack
+    job = await stack.create(preset=hp.PRESET_QUICK, register_to_model="projects/alpha/models/genres")
+    done = await _settled(stack, job.name, lambda j: j.model_version)
+    assert done.state == js.JOB_STATE_SUCCEEDED
+    assert done.evaluation.startswith("projects/alpha/evaluations/ev-")
+    assert done.model_version == "projects/alpha/models/genres/versions/1" and not done.follow_up_error
+
+    methods = [m for m, _, _ in peers.calls]
+    # UNAVAILABLE once → retried; the model did not exist → created, then the version made.
+    assert methods == ["CreateEvaluation", "CreateEvaluation", "CreateModelVersion", "CreateRegisteredModel",
+                       "CreateModelVersion"], methods
+    first, retry = peers.calls[0][1], peers.calls[1][1]
+    assert first.request_id == retry.request_id  # the same idempotency key on every attempt
+    assert first.evaluation.tuning_job == job.name and first.evaluation.dataset_version == job.dataset_version
+    version_request = peers.calls[-1][1]
+    assert version_request.tuning_job == job.name and list(version_request.evaluations) == [done.evaluation]
+    for _, _, metadata in peers.calls:  # on the project's behalf, with the internal token
+        assert metadata["authorization"] == f"Bearer {TOKEN}" and metadata["x-mtw-project"] == "alpha"
+
+
+async def test_a_final_error_stays_on_the_job_and_is_not_retried(peers_stack):
+    stack, peers = peers_stack
+    peers.reject_evaluations, peers.calls = True, []
+    try:
+        job = await stack.create(preset=hp.PRESET_QUICK)
+        done = await _settled(stack, job.name, lambda j: j.follow_up_error)
+        assert done.follow_up_error == "INVALID_ARGUMENT: the test split is empty" and not done.evaluation
+        await asyncio.sleep(1)  # several scheduler passes
+        assert [m for m, _, _ in peers.calls] == ["CreateEvaluation"]
+    finally:
+        peers.reject_evaluations = False
+
+
+async def test_skip_final_evaluation_asks_for_nothing(peers_stack):
+    stack, peers = peers_stack
+    peers.calls = []
+    job = await stack.create(preset=hp.PRESET_QUICK, skip_final_evaluation=True)
+    await stack.wait_for(job.name, {js.JOB_STATE_SUCCEEDED})
+    await asyncio.sleep(1)
+    assert peers.calls == [] and not (await stack.get(job.name)).evaluation
