@@ -9,6 +9,7 @@ behind. User-supplied names go through :func:`safe_key` so they can't escape a p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import threading
@@ -438,6 +439,18 @@ class ObjectStore:
             raise
         return written
 
+    async def copy(self, source_key: str, key: str, source_bucket: str | None = None) -> ObjectInfo:
+        """Server-side copy of one object (S3 CopyObject, multipart copy past 5 GiB): the
+        bytes never pass through this process. Returns the new object's info."""
+        from minio.commonconfig import CopySource
+
+        source = CopySource(source_bucket or self.bucket, source_key)
+        try:
+            await self._run(_retry(self.client.copy_object), self.bucket, key, source)
+        except S3Error as exc:
+            raise self._translate(exc, source_key) from None
+        return await self.stat(key)
+
     # ---- reads
 
     def _get_object(self, key: str):
@@ -469,6 +482,18 @@ class ObjectStore:
         """The whole object in memory — only for small objects (metadata, cards)."""
         async with self.open_stream(key) as reader:
             return await self._run(reader.read)
+
+    async def sha256(self, key: str, chunk_size: int = 4 * MiB) -> str:
+        """Hex SHA-256 of an object, read as a stream (memory: one chunk)."""
+
+        def run() -> str:
+            digest = hashlib.sha256()
+            with self.open_stream(key) as reader:
+                while chunk := reader.read(chunk_size):
+                    digest.update(chunk)
+            return digest.hexdigest()
+
+        return await self._run(run)
 
     async def stat(self, key: str) -> ObjectInfo:
         """Size and metadata of an object; NotFound when missing."""
