@@ -578,7 +578,8 @@ class TrainingApp:
         return True
 
     async def submit(self, project: str, job_id: str, spec: TrainingSpec) -> None:
-        run = Run(project, job_id, spec, self.settings.database_url, self.settings.training_max_failures)
+        run = Run(project, job_id, spec, self.settings.database_url, self.settings.training_max_failures,
+                  self.settings.ray_cpus_per_worker, self.settings.otel_exporter_otlp_endpoint or "")
         try:
             await self.scheduler.submit(run)
         except Exception as exc:

@@ -61,7 +61,8 @@ class TrainingRunner:
             try:
                 result = run_training(
                     run.spec, sink_factory=functools.partial(PgEventSink, run.database_url, run.project, run.job_id),
-                    s3=self.s3, max_failures=run.max_failures,
+                    s3=self.s3, max_failures=run.max_failures, cpus_per_worker=run.cpus_per_worker,
+                    otlp_endpoint=run.otlp_endpoint,
                 )
             except Exception as exc:
                 error = unwrap_error(exc)

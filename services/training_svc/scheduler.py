@@ -33,6 +33,8 @@ class Run:
     spec: TrainingSpec
     database_url: str  # where the run records its events and outcome
     max_failures: int = 2
+    cpus_per_worker: float = 1.0
+    otlp_endpoint: str = ""  # where the workers export their spans ("" = nowhere)
 
     @property
     def run_name(self) -> str:

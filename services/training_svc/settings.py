@@ -40,6 +40,8 @@ class TrainingSettings(ServiceSettings):
     worker_memory_bytes: int = 4 * 2**30
     # Where built-in models (tiny-gpt2) are built once and cached.
     model_cache_dir: str = ""
+    # CPUs each Ray Train worker reserves (torch uses as many threads).
+    ray_cpus_per_worker: float = 1.0
     # Worker losses Ray Train absorbs (restoring the last checkpoint) before a job fails.
     training_max_failures: int = 2
     # How often the queue and the Ray runs are looked at when nothing wakes the loop.

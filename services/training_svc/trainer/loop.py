@@ -703,7 +703,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 "stopped_early": ctx.get("stopped_early"),
             }
     finally:
+        _flush_spans()
         rmtree_quiet(workdir)
+
+
+def _flush_spans() -> None:
+    # Ray ends a worker actor without the exit hooks that would export its last spans.
+    from opentelemetry import trace
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush(5000)
 
 
 def _worker_span(spec: TrainingSpec, traceparent: str, otlp_endpoint: str, rank: int):

@@ -23,10 +23,16 @@ import pytest
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all sockets held open until every port is known)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -44,7 +50,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> No
 def start_ray_head(num_cpus: int = 2) -> tuple[str, Callable[[], None]]:
     """Start a loopback-only Ray head; returns (address, stop). Also used by bench/train.py."""
     os.environ.update(RAY_ENV)
-    port = _free_port()
+    port, client_port, agent_port, dashboard_port = _free_ports(4)
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     ray_bin = Path(sys.executable).with_name("ray")
     env = {
@@ -62,11 +68,15 @@ def start_ray_head(num_cpus: int = 2) -> tuple[str, Callable[[], None]]:
             "--head",
             "--block",
             f"--num-cpus={num_cpus}",
-            "--include-dashboard=false",
+            # The dashboard serves the state API, which Ray Train's placement-group
+            # cleaner needs to free a cancelled run's CPUs.
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
             "--node-ip-address=127.0.0.1",
             f"--port={port}",
-            f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--ray-client-server-port={client_port}",
+            f"--dashboard-agent-listen-port={agent_port}",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
         ],
@@ -132,6 +142,8 @@ def ray_client(ray_cluster: str) -> Iterator[str]:
     """This test process attached to ``ray_cluster`` (ray.init), detached at the end."""
     import ray
 
+    if ray.is_initialized():  # a scheduler under test attached and stayed; start clean
+        ray.shutdown()
     ray.init(address=ray_cluster, include_dashboard=False, log_to_driver=False)
     try:
         yield ray_cluster

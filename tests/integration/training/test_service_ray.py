@@ -32,11 +32,25 @@ def small(**overrides) -> hp.Hyperparameters:
     return hp.Hyperparameters(**values)
 
 
+@pytest.fixture(scope="module")
+def otlp_receiver():
+    from tests.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    receiver.address = receiver.start()
+    yield receiver
+    receiver.stop()
+
+
 @pytest_asyncio.fixture(scope="module")
-async def ray_stack(service_settings, ray_cluster):
+async def ray_stack(service_settings, ray_cluster, otlp_receiver):
+    from services.common.telemetry import setup_telemetry
     from services.training_svc.ray_scheduler import RayScheduler
 
-    s = await start_stack(service_settings, RayScheduler, ray_address=ray_cluster, max_running_jobs=1)
+    # Instrument gRPC before servers and channels exist; the workers export to the receiver.
+    setup_telemetry("tests", configure_logs=False)
+    s = await start_stack(service_settings, RayScheduler, ray_address=ray_cluster, max_running_jobs=1,
+                          otel_exporter_otlp_endpoint=otlp_receiver.address)
     s.versions["classification"] = await s.upload(brown_csv(240), "brown.csv")
     s.versions["causal_lm"] = await s.upload(text_csv(160), "prose.csv")
     s.versions["chat"] = await s.upload(chat_jsonl(160), "chat.jsonl")
@@ -56,10 +70,14 @@ async def _losses(stack, name: str) -> list[float]:
     return [e.step_metrics.loss for e in page.events]
 
 
-async def test_classification_lora_lowers_the_loss(ray_stack):
+async def test_classification_lora_lowers_the_loss(ray_stack, otlp_receiver):
+    from opentelemetry import trace
+
     stack = ray_stack
     started = time.monotonic()
-    job = await stack.create(hyperparameters=small(max_steps=30), display_name="genres")
+    with trace.get_tracer("tests").start_as_current_span("user starts a job") as root:
+        job = await stack.create(hyperparameters=small(max_steps=30), display_name="genres")
+    trace_id = format(root.get_span_context().trace_id, "032x")
     events = await stack.watch(job.name, timeout=300)
     done = await _finish(stack, job.name)
     kinds = [e.WhichOneof("event") for e in events]
@@ -72,6 +90,10 @@ async def test_classification_lora_lowers_the_loss(ray_stack):
     assert any(k.endswith("adapter_model.safetensors") for k in keys), keys
     assert done.latest_checkpoint.uri and done.restart_count == 0
     print(f"classification job: {time.monotonic() - started:.1f}s, losses {losses[0]:.3f} → {losses[-1]:.3f}")
+    # The request's trace reaches the Ray worker: its span joins the same trace.
+    worker = [s for s in otlp_receiver.spans if s.name == "training.worker" and s.trace_id == trace_id]
+    assert worker, f"no worker span in trace {trace_id}: {[(s.name, s.trace_id) for s in otlp_receiver.spans]}"
+    assert worker[0].service == "training-worker" and worker[0].attributes["mtw.job"] == job.name
 
 
 @pytest.mark.parametrize("kind", ["causal_lm", "chat"])
@@ -111,10 +133,12 @@ async def test_cancel_stops_the_run_and_frees_the_workers(ray_stack):
     assert done.state == C and done.failure.category == job_failure_pb2.FAILURE_CATEGORY_CANCELLED_BY_USER
     with pytest.raises(ValueError):
         ray.get_actor(spec.run_name, namespace="mtw")
-    # The workers die with the runner. Their placement group is released by Ray Train's
-    # cleaner, which needs the state API (a head with the dashboard); the test head has
-    # none, so the CPUs are only reported here, not asserted.
-    print(f"cancel: CANCELLED {took:.1f}s after the request; free CPUs {ray.available_resources().get('CPU', 0)}")
+    # The workers die with the runner; Ray Train's cleaner then releases their placement group.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, f"CPUs still held after cancel: {ray.available_resources()}"
+        await asyncio.sleep(0.5)
+    print(f"cancel: CANCELLED {took:.1f}s after the request, CPUs free {time.monotonic() - asked:.1f}s after it")
 
 
 async def test_service_restart_mid_job_adopts_the_run(ray_stack):
