@@ -11,11 +11,26 @@ PROTO_FILES := $(shell find protos/mtw -name '*.proto' | sort)
 PROTO_DEPS := protos/.deps/googleapis
 # Branch `buf breaking` compares against.
 BUF_AGAINST ?= main
+# The dashboard's front end (npm packages, esbuild bundle), served by the gateway.
+WEB := gateway/web
 GENERATED := mtw/common mtw/dataset mtw/training mtw/evaluation mtw/registry
 
-.PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean
+.PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean chromium
 
-install: $(STAMP) generate node_modules/.installed
+install: $(STAMP) generate node_modules/.installed $(WEB)/dist/.built chromium
+
+# The dashboard (gateway/web): npm packages from its lockfile, bundled by esbuild.
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --silent --no-audit --no-fund --ignore-scripts
+	touch $@
+
+$(WEB)/dist/.built: $(WEB)/node_modules/.installed $(WEB)/build.mjs $(shell find $(WEB)/src -type f)
+	cd $(WEB) && node build.mjs
+	touch $@
+
+# Browser tests drive Debian's chromium through Playwright (never a browser download).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # torch goes first, pinned to the CPU wheel, so nothing later pulls a CUDA build.
 $(STAMP): requirements.txt pyproject.toml
@@ -74,4 +89,4 @@ bench: install
 	$(PY) -m bench.upload
 
 clean:
-	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps
+	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps $(WEB)/node_modules $(WEB)/dist
