@@ -13,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 
+from services.common.ray_cluster import RAY_ENV, WORKER_ENV, attach
 from services.training_svc.scheduler import Run, RunStatus, ThroughputQuery
 from services.training_svc.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
-# A loopback-only cluster without an auth token (DESIGN: known facts about Ray 2.60).
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-WORKER_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
 
 
 class TrainingRunner:
@@ -112,18 +108,8 @@ class RayScheduler:
 
         from services.training_svc.trainer import S3Access
 
-        os.environ.update(RAY_ENV)
-        for key, value in WORKER_ENV.items():
-            os.environ.setdefault(key, value)
         self.namespace = settings.ray_namespace
-        self._attached = not ray.is_initialized()
-        if self._attached:
-            if settings.ray_address:
-                ray.init(address=settings.ray_address, namespace=self.namespace, include_dashboard=False,
-                         log_to_driver=False)
-            else:
-                ray.init(num_cpus=settings.ray_local_num_cpus or None, namespace=self.namespace,
-                         include_dashboard=False, log_to_driver=False)
+        self._attached = attach(settings.ray_address, self.namespace, settings.ray_local_num_cpus)
         self._ray = ray
         self._actor = ray.remote(TrainingRunner)
         self.s3 = S3Access(endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
