@@ -161,8 +161,9 @@ async def start_stack(service_settings, scheduler: Scheduler | Callable[[Trainin
                       **overrides) -> Stack:
     """`scheduler`: an instance, or a class/factory called with the training settings."""
     bucket = f"mtw-test-{uuid.uuid4().hex[:8]}"
-    dataset = await dataset_service.start(service_settings(DatasetSettings, s3_bucket=bucket,
-                                                           service_name="dataset-svc"))
+    # The dataset service takes the same internal token, so services can call it for a project.
+    dataset = await dataset_service.start(service_settings(DatasetSettings, s3_bucket=bucket, service_name="dataset-svc",
+                                                           internal_token=overrides.get("internal_token", "")))
     keys = KeyStore(dataset.pool)
     api_keys = {}
     for project in ("alpha", "beta"):
