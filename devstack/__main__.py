@@ -9,6 +9,7 @@ import sys
 
 from devstack.components import ROOT, RUN_DIR, Component, say
 from devstack.devkey import dev_api_key, write_env_file
+from devstack.gateway import GatewayProcess
 from devstack.infra import S3, Postgres, base_env
 from devstack.processes import ServiceProcess, discover_services
 from devstack.ray_head import RayHead
@@ -19,10 +20,10 @@ ENV_FILE = RUN_DIR / "mtw.env"
 def components() -> list[Component]:
     """Start order. Add new infrastructure (e.g. a Ray head) before the services."""
     infra: list[Component] = [Postgres(), S3(), RayHead()]
-    return infra + [ServiceProcess(info) for info in discover_services()]
+    return infra + [ServiceProcess(info) for info in discover_services()] + [GatewayProcess()]
 
 
-def instructions(created: bool) -> str:
+def instructions(created: bool, key: str = "", dashboard: str = "") -> str:
     rel = ENV_FILE.relative_to(ROOT) if ENV_FILE.is_relative_to(ROOT) else ENV_FILE
     data = ROOT.parent / "shared" / "data" / "brown_genres.csv"
     sample = data if data.exists() else "path/to/your.csv"
@@ -32,6 +33,8 @@ def instructions(created: bool) -> str:
             "MTW is up. "
             + ("A new development API key was written to " if created else "Reusing the key in ")
             + str(rel),
+            *([f"Dashboard: {dashboard}  (project dev, API key {key})",
+               f"REST API docs: {dashboard}/docs"] if dashboard else []),
             "In another shell:",
             f"    cd {ROOT}",
             f"    export $(cat {rel})",
@@ -68,7 +71,8 @@ async def main() -> int:
                     env["DATABASE_URL"], ENV_FILE
                 )
         write_env_file(ENV_FILE, str(dev_key["key"]), env)
-        print(instructions(bool(dev_key["created"])), flush=True)
+        print(instructions(bool(dev_key["created"]), str(dev_key["key"]), env.get("MTW_GATEWAY_URL", "")),
+              flush=True)
 
     code = 0
     starting = asyncio.create_task(start_all())
