@@ -62,7 +62,8 @@ export async function renderParameters(root, { project, next }) {
   let chosenModel = prefill.base_model || (models.find((m) => m.available) || models[0] || {}).name;
   let preset = prefill.preset || "PRESET_QUICK";
   const fields = {};  // path → {input, error, kind}
-  const estimateBox = h("div", { class: "estimate", "aria-live": "polite" }, "Estimating…");
+  const estimateBox = h("div", { class: "estimate", "aria-live": "polite" });
+  const ESTIMATING = "Estimating… (the first estimate for a model measures its speed and can take a minute or two)";
   const startError = h("div");
   const ackId = nextId("ack");
   const ack = h("input", { type: "checkbox", id: ackId, name: "licence_acknowledged" });
@@ -176,7 +177,7 @@ export async function renderParameters(root, { project, next }) {
       return;
     }
     const mine = ++sequence;
-    clear(estimateBox, "Estimating…");
+    clear(estimateBox, ESTIMATING);
     try {
       const e = await call("TuningService.EstimateTuningJob", { parent: `projects/${project}`, tuning_job: spec() });
       if (mine !== sequence) return;
