@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from gateway import server as gateway_server
 from gateway.settings import GatewaySettings
+from services.common.telemetry import setup_telemetry
 from services.training_svc.scheduler import InMemoryScheduler
 from tests.integration.training.service_harness import (
     Stack,
@@ -42,6 +43,8 @@ class Gateway:
 
 @pytest_asyncio.fixture(scope="session")
 async def gateway(service_settings) -> AsyncIterator[Gateway]:
+    # Instrument gRPC before the services' servers exist, so their spans join the trace.
+    setup_telemetry("gateway-tests", configure_logs=False)
     stack = await start_stack(service_settings, InMemoryScheduler())
     stack.versions["classification"] = await stack.upload(brown_csv(), "brown.csv")
     stack.versions["causal_lm"] = await stack.upload(text_csv(), "prose.csv")
