@@ -15,7 +15,8 @@ BUF_AGAINST ?= main
 WEB := gateway/web
 GENERATED := mtw/common mtw/dataset mtw/training mtw/evaluation mtw/registry
 
-.PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean chromium
+.PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean \
+	stubs stubs-ts stubs-go stubs-java stub-tools-go stub-tools-java chromium
 
 install: $(STAMP) generate node_modules/.installed $(WEB)/dist/.built chromium
 
@@ -85,8 +86,46 @@ buf-breaking: proto-deps
 	cp protos/buf.yaml "$$tmp/protos/buf.yaml" && \
 	npx --no-install buf breaking protos --against "$$tmp/protos"
 
+# Client stubs for other languages, from protos/ with `buf generate` and local plugins
+# only (protos/buf.gen.*.yaml), into the git-ignored gen/: gen/ts (TypeScript) and
+# gen/js (compiled CommonJS + .d.ts) for @grpc/grpc-js, gen/go (module
+# github.com/mtw/mtw/gen/go), gen/java. Go and Java plugins and libraries come from
+# Debian, installed here when missing. How to use them: protos/README.md.
+# golang/protobuf 1.5 (not Debian's default 1.3): grpc-go's codec must understand the
+# APIv2 messages protoc-gen-go makes.
+STUB_GO_DEBS := golang-go protoc-gen-go protoc-gen-go-grpc golang-google-protobuf-dev \
+	golang-github-golang-protobuf-1-5-dev golang-google-grpc-dev golang-google-genproto-dev
+STUB_JAVA_DEBS := protobuf-compiler protobuf-compiler-grpc-java-plugin libprotobuf-java libgrpc-java \
+	libguava-java libgeronimo-annotation-1.3-spec-java default-jdk-headless
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL = $(SUDO) apt-get install -y -q --no-install-recommends $(1) >/dev/null \
+	|| { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends $(1) >/dev/null; }
+
+stubs: stubs-ts stubs-go stubs-java
+
+stubs-ts: node_modules/.installed proto-deps
+	rm -rf gen/ts gen/js
+	npx --no-install buf generate protos --template protos/buf.gen.ts.yaml --path protos/mtw
+	npx --no-install tsc --outDir gen/js --declaration --module commonjs --target es2022 \
+		--esModuleInterop --skipLibCheck --strict $$(find gen/ts -name '*.ts')
+
+stubs-go: node_modules/.installed proto-deps stub-tools-go
+	rm -rf gen/go
+	npx --no-install buf generate protos --template protos/buf.gen.go.yaml --path protos/mtw
+	printf 'module github.com/mtw/mtw/gen/go\n\ngo 1.19\n' > gen/go/go.mod
+
+stubs-java: node_modules/.installed proto-deps stub-tools-java
+	rm -rf gen/java
+	npx --no-install buf generate protos --template protos/buf.gen.java.yaml --path protos/mtw
+
+stub-tools-go:
+	@dpkg -s $(STUB_GO_DEBS) >/dev/null 2>&1 || $(call APT_INSTALL,$(STUB_GO_DEBS))
+
+stub-tools-java:
+	@dpkg -s $(STUB_JAVA_DEBS) >/dev/null 2>&1 || $(call APT_INSTALL,$(STUB_JAVA_DEBS))
+
 bench: install
 	$(PY) -m bench.upload
 
 clean:
-	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps $(WEB)/node_modules $(WEB)/dist
+	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps gen $(WEB)/node_modules $(WEB)/dist
