@@ -170,9 +170,9 @@ async def sse_stream(first: asyncio.Task | None, call, keepalive_seconds: float)
     of silence (proxies drop idle connections), ``event: end`` when the stream ends,
     ``event: error`` with the error body when it fails."""
     iterator = call.__aiter__()
+    next_message = first or asyncio.ensure_future(iterator.__anext__())
     try:
         yield b"retry: 2000\n\n"
-        next_message = first or asyncio.ensure_future(iterator.__anext__())
         while True:
             done, _ = await asyncio.wait({next_message}, timeout=keepalive_seconds)
             if not done:
@@ -188,5 +188,7 @@ async def sse_stream(first: asyncio.Task | None, call, keepalive_seconds: float)
                 return
             yield sse_event(message)
             next_message = asyncio.ensure_future(iterator.__anext__())
-    finally:
+    finally:  # the client went away, or the stream ended
         call.cancel()
+        if not next_message.done():
+            next_message.cancel()

@@ -72,7 +72,7 @@ def _scalar(f: FD, raw: str, name: str) -> Any:
     return raw  # strings, bytes (base64), enums by name, well-known types' JSON strings
 
 
-def _is_map_or_message_list(f: FD) -> bool:
+def _is_map(f: FD) -> bool:
     return f.message_type is not None and f.message_type.GetOptions().map_entry
 
 
@@ -92,7 +92,7 @@ def fields_to_dict(descriptor: _descriptor.Descriptor, values: Iterable[tuple[st
                     f"parameter '{path}' goes through a repeated field",
                     [Violation(path, "only singular messages can be addressed by path")])
             node = node.setdefault(f.name, {})
-        if _is_map_or_message_list(leaf) or (
+        if _is_map(leaf) or (
             leaf.message_type is not None and leaf.message_type.full_name.startswith("mtw.")
         ):
             raise GatewayError.invalid(
