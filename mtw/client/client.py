@@ -16,6 +16,7 @@ import grpc
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
 from mtw.client.jobs import JobsResource
+from mtw.client.models import AsyncModelsResource, ModelsResource
 from mtw.client.transport import AsyncTransport, SyncTransport
 
 
@@ -60,6 +61,11 @@ class Client:
         """Base models, estimates and tuning jobs (training service)."""
         return JobsResource(self._transport, self.config.project)
 
+    @cached_property
+    def models(self) -> ModelsResource:
+        """Registered models, versions, aliases and predictions (registry service)."""
+        return ModelsResource(self._transport, self.config.project)
+
     def close(self) -> None:
         self._transport.close()
 
@@ -100,6 +106,10 @@ class AsyncClient:
     @cached_property
     def datasets(self) -> AsyncDatasetsResource:
         return AsyncDatasetsResource(self._transport, self.config.project)
+
+    @cached_property
+    def models(self) -> AsyncModelsResource:
+        return AsyncModelsResource(self._transport, self.config.project)
 
     async def close(self) -> None:
         await self._transport.close()
