@@ -15,7 +15,7 @@ import grpc
 
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
-from mtw.client.jobs import JobsResource
+from mtw.client.jobs import AsyncJobsResource, JobsResource
 from mtw.client.models import AsyncModelsResource, ModelsResource
 from mtw.client.transport import AsyncTransport, SyncTransport
 
@@ -110,6 +110,11 @@ class AsyncClient:
     @cached_property
     def models(self) -> AsyncModelsResource:
         return AsyncModelsResource(self._transport, self.config.project)
+
+    @cached_property
+    def jobs(self) -> AsyncJobsResource:
+        """Base models, estimates and tuning jobs (training service)."""
+        return AsyncJobsResource(self._transport, self.config.project)
 
     async def close(self) -> None:
         await self._transport.close()
