@@ -146,6 +146,9 @@ def _register() -> None:
     from mtw.cli.jobs import app as jobs_app
 
     app.add_typer(jobs_app, name="jobs", help="Fine-tune a base model on a dataset version (step 2).")
+    from mtw.cli.models import app as models_app
+
+    app.add_typer(models_app, name="models", help="Register, alias, download and use trained models (step 4).")
 
 
 _register()
