@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import importlib.resources
 import json
@@ -89,13 +90,14 @@ RAY_NODE_ENV = set(NODE_ENV) | set(WORKER_ENV) | {"RAY_USAGE_STATS_ENABLED"}
 # --- reading the files ----------------------------------------------------------------
 
 
+@functools.cache
+def _parsed(path: Path) -> tuple:
+    return tuple(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
 def k8s_documents() -> list[tuple[str, dict]]:
-    docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                docs.append((path.name, doc))
-    return docs
+    """(file name, object) for every object in deploy/k8s; copies, free to change."""
+    return [(path.name, copy.deepcopy(doc)) for path in sorted(K8S.glob("*.yaml")) for doc in _parsed(path)]
 
 
 def _doc_id(item: tuple[str, dict]) -> str:
@@ -104,7 +106,8 @@ def _doc_id(item: tuple[str, dict]) -> str:
 
 
 def compose() -> dict:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+    [doc] = _parsed(COMPOSE_FILE)
+    return copy.deepcopy(doc)
 
 
 def image_target(image: str) -> str:
@@ -123,10 +126,10 @@ def config_keys() -> dict[tuple[str, str], set[str]]:
     return keys
 
 
-def container_env(container: dict) -> dict[str, str]:
+def container_env(container: dict, keys: dict[tuple[str, str], set[str]] | None = None) -> dict[str, str]:
     """Name → value (or the ConfigMap/Secret it comes from) of a container's environment."""
     env = {}
-    keys = config_keys()
+    keys = config_keys() if keys is None else keys
     for source in container.get("envFrom", []):
         for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
             if ref in source:
