@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from services.common.modelio import LoadedModel, fetch_folder, load_for_inference
 from services.common.task import Task
 from services.registry_svc import inference
@@ -41,6 +41,10 @@ from services.registry_svc.peers import call_metadata
 from services.registry_svc.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
+
+
+class Retired(Exception):
+    """The model was unloaded while this request was on its way to it."""
 
 
 @dataclass
@@ -62,8 +66,11 @@ class Batcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task = asyncio.create_task(self._loop(), name="predict-batcher")
         self.batches = 0  # forward passes run (observability and tests)
+        self.retired = False
 
     async def submit(self, key: Any, texts: list[str]) -> list[Any]:
+        if self.retired:
+            raise Retired()
         loop = asyncio.get_running_loop()
         items = [_Item(t, key, loop.create_future()) for t in texts]
         for item in items:
@@ -73,19 +80,22 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            pending = [await self._queue.get()]
+            first = await self._queue.get()
+            if first is None:  # retired: what was queued before has been served
+                return
+            pending = [first]
             deadline = loop.time() + self._wait
             while len(pending) < self._max:
                 timeout = deadline - loop.time()
-                if timeout <= 0:
-                    if self._queue.empty():
-                        break
-                    pending.append(self._queue.get_nowait())
-                    continue
                 try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    item = (self._queue.get_nowait() if timeout <= 0 and not self._queue.empty()
+                            else await asyncio.wait_for(self._queue.get(), max(timeout, 0)))
                 except TimeoutError:
                     break
+                if item is None:
+                    self._queue.put_nowait(None)  # stop after this batch
+                    break
+                pending.append(item)
             groups: dict[Any, list[_Item]] = {}
             for item in pending:
                 groups.setdefault(item.key, []).append(item)
@@ -105,7 +115,14 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_result(result)
 
+    def retire(self) -> None:
+        """Serve what is queued, then stop; later submits raise Retired (the caller loads again)."""
+        if not self.retired:
+            self.retired = True
+            self._queue.put_nowait(None)
+
     async def close(self) -> None:
+        self.retired = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -156,7 +173,7 @@ class ModelCache:
             key, future = self._entries.popitem(last=False)
             log.info("unloading %s (least recently used)", key)
             if future.done() and not future.exception():
-                await future.result().batcher.close()
+                future.result().batcher.retire()  # requests already queued still get answers
 
     async def close(self) -> None:
         for future in self._entries.values():
@@ -185,6 +202,16 @@ class Predictor:
 
     async def served(self, caller: Caller, version: ModelVersion) -> Served:
         return await self.cache.get(version.name, partial(self._load, caller, version))
+
+    async def _submit(self, caller: Caller, version: ModelVersion, key: Any, texts: list[str]) -> list[Any]:
+        for _attempt in range(3):
+            served = await self.served(caller, version)
+            try:
+                return await served.batcher.submit(key, texts)
+            except Retired:
+                continue  # unloaded in between: load it again
+        raise Unavailable("the model was unloaded repeatedly while answering; try again",
+                          reason="MODEL_CACHE_BUSY")
 
     async def _load(self, caller: Caller, version: ModelVersion) -> Served:
         cache_root = self.settings.model_cache_path
@@ -239,14 +266,15 @@ class Predictor:
         counts = inference.token_counts(loaded, prompts)
         _check_lengths(counts, loaded.context_length, "inputs", [f"inputs[{i}]" for i in range(len(inputs))])
         if loaded.task is Task.SEQUENCE_CLASSIFICATION:
-            results = await served.batcher.submit(top_k, prompts)
+            results = await self._submit(caller, version, top_k, prompts)
             return Answer(version.name, [Prediction(classification=r) for r in results])
         # Inputs that leave less room than max_new_tokens get less, and say so.
         jobs = []
         for prompt, count in zip(prompts, counts, strict=True):
             room = loaded.context_length - count
             max_new = min(settings.max_new_tokens, room)
-            jobs.append(served.batcher.submit((settings, max_new, max_new < settings.max_new_tokens), [prompt]))
+            jobs.append(self._submit(caller, version, (settings, max_new, max_new < settings.max_new_tokens),
+                                     [prompt]))
         results = [r[0] for r in await asyncio.gather(*jobs)]
         return Answer(version.name, [Prediction(generation=r) for r in results])
 
