@@ -148,7 +148,7 @@ async def test_node_client_uploads_and_reads_the_quality_report(ts_stubs, datase
 
 
 async def test_go_client_uploads_and_reads_the_quality_report(dataset_endpoint, support_csv, tmp_path):
-    _make("stubs-go")
+    await _run("make", "-s", "stubs-go")
     # Offline build against Debian's Go sources (GOPATH mode: no module download).
     gopath = tmp_path / "gopath"
     shutil.copytree(GEN / "go", gopath / "src/github.com/mtw/mtw/gen/go")
@@ -173,7 +173,7 @@ async def test_go_client_uploads_and_reads_the_quality_report(dataset_endpoint, 
 
 
 async def test_java_stubs_and_client_compile(tmp_path):
-    _make("stubs-java")
+    await _run("make", "-s", "stubs-java")
     assert (GEN / "java/ai/mtw/dataset/v1/DatasetServiceGrpc.java").exists()
     assert (GEN / "java/ai/mtw/registry/v1/RegistryServiceGrpc.java").exists()
     classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in DEBIAN_JARS)
