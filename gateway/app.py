@@ -30,6 +30,28 @@ SECURITY_HEADERS = {
 }
 
 
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every HTTP response (plain ASGI: no per-request task,
+    and streamed responses stay streamed)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *(h for h in self.extra if h[0] not in present)]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = None,
                routes: RouteTable | None = None) -> FastAPI:
     """The app; ``endpoints`` (service short name → host:port) defaults to the environment's."""
@@ -47,12 +69,7 @@ def create_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = 
                   openapi_url=None)
     app.state.proxy = proxy
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.api_route("/v1/{rest:path}", methods=API_METHODS, include_in_schema=False)
     async def api(request: Request) -> Response:

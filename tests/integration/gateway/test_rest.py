@@ -216,6 +216,7 @@ async def test_openapi_spec_describes_exactly_the_routes(alpha):
     assert "mtw.training.v1.TuningJob" in spec["components"]["schemas"]
     docs = await alpha.get("/docs")
     assert docs.status_code == 200 and "/static/swagger/swagger-ui-bundle.js" in docs.text
+    assert docs.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_the_http_request_starts_the_trace_the_services_continue(gateway, alpha):

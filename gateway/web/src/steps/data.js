@@ -183,7 +183,8 @@ export async function renderData(root, { project, next }) {
     const section = h("section", { class: "card", "aria-labelledby": "preview-h" }, h("h2", { id: "preview-h" }, "Preview"));
     try {
       const page = await call("DatasetService.PreviewDatasetVersion", { name: version.name, split: "train", page_size: 8 });
-      const cell = (v) => (typeof v === "object" ? (Array.isArray(v) ? v.map((m) => (m.role ? `${m.role}: ${m.content}` : JSON.stringify(m))).join("\n") : JSON.stringify(v)) : String(v ?? ""));
+      const text = (v) => (typeof v === "object" ? (Array.isArray(v) ? v.map((m) => (m.role ? `${m.role}: ${m.content}` : JSON.stringify(m))).join("\n") : JSON.stringify(v)) : String(v ?? ""));
+      const cell = (v) => { const t = text(v); return t.length > 280 ? `${t.slice(0, 280)}…` : t; };
       section.append(h("div", { class: "scroll" }, h("table", { class: "table preview" },
         h("caption", {}, `${fmtInt(page.rows.length)} of ${fmtInt(page.total_rows)} training rows`),
         h("thead", {}, h("tr", {}, page.columns.map((c) => h("th", { scope: "col" }, c)))),

@@ -3,7 +3,7 @@
 // EstimateTuningJob gives for exactly these settings. Starting creates the job.
 import { call } from "../api.js";
 import {
-  announce, clear, errorBox, fmtBytes, fmtDuration, fmtInt, fmtParams, h, nextId, TASK_LABELS,
+  announce, clear, errorBox, fmtBytes, fmtDuration, fmtInt, fmtParams, h, nextId, seconds, TASK_LABELS,
 } from "../ui.js";
 import { wizard } from "../state.js";
 
@@ -184,7 +184,7 @@ export async function renderParameters(root, { project, next }) {
       const r = e.resolved_hyperparameters || {};
       clear(estimateBox,
         h("h2", {}, "Estimate"),
-        h("p", { class: "big-number" }, `About ${fmtDuration(e.estimated_duration)}`),
+        h("p", { class: "big-number" }, seconds(e.estimated_duration) ? `About ${fmtDuration(e.estimated_duration)}` : "Duration not known yet"),
         h("dl", { class: "facts" },
           h("dt", {}, "Training examples"), h("dd", {}, fmtInt(e.train_examples)),
           h("dt", {}, "Steps"), h("dd", {}, `${fmtInt(e.total_steps)} (${fmtInt(e.steps_per_epoch)} per epoch, ${fmtInt(r.epochs)} epoch(s))`),
@@ -194,7 +194,7 @@ export async function renderParameters(root, { project, next }) {
         (e.warnings || []).length ? h("ul", { class: "findings" }, e.warnings.map((w) => h("li", {}, w))) : null,
         (e.alternatives || []).length ? h("div", {}, h("h3", {}, "Worth considering"),
           h("ul", {}, e.alternatives.map((a) => h("li", {}, a.explanation, ` (about ${fmtDuration(a.estimated_duration)})`)))) : null);
-      announce(`Estimated about ${fmtDuration(e.estimated_duration)}`);
+      announce(seconds(e.estimated_duration) ? `Estimated about ${fmtDuration(e.estimated_duration)}` : "Estimate ready");
     } catch (err) {
       if (mine !== sequence) return;
       const inline = applyViolations(err);
