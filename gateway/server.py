@@ -36,7 +36,8 @@ def build_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = N
     instrumentation (set up first, before any channel exists) carries it on."""
     setup_telemetry(settings.service_name, settings, configure_logs=False)
     app = create_app(settings, endpoints)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static/.*")
+    # One span per request (no per-message "http send/receive" spans: they cost more than they tell).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static/.*", exclude_spans=["receive", "send"])
     return app
 
 
