@@ -119,7 +119,7 @@ export async function renderSave(root, { project }) {
       ? `{"conversation": {"messages": [{"role": "user", "content": "${sample}"}]}}` : `{"text": "${sample}"}`;
     const tabs = [
       ["Python SDK", `import mtw\n\nclient = mtw.Client()  # reads MTW_API_KEY and MTW_PROJECT\nprint(client.models.predict("${target}", "${sample}"))`],
-      ["LangChain", `from mtw.langchain import MtwLLM\n\nllm = MtwLLM(model="${target}")\nprint(llm.invoke("${sample}"))`],
+      ["LangChain", `import mtw\nfrom mtw.langchain import runnable\n\nmodel = runnable(mtw.Client(), "${target}")  # classifier, LLM or chat model by task\nprint(model.invoke("${sample}"))`],
       ["curl", `curl -s -X POST "${origin}/v1/${target}:predict" \\\n  -H "Authorization: Bearer $MTW_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{"inputs": [${input}]}'`],
       ["grpcurl", `grpcurl -plaintext \\\n  -H "authorization: Bearer $MTW_API_KEY" \\\n  -d '{"name": "${target}", "inputs": [${input}]}' \\\n  127.0.0.1:50054 mtw.registry.v1.RegistryService/Predict`],
     ];
