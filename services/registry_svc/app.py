@@ -249,13 +249,14 @@ class RegistryApp:
                                   size_bytes=sum(f.size_bytes for f in files),
                                   merged_uri="" if job.output.is_adapter_only else self.files.objects.uri(prefix))
             card_input = _card_input(model, model.version_name(number), description, job, lineage)
-            artifacts = await self.files.write_card(artifacts, cards.render(card_input))
+            card = cards.render(card_input)
+            artifacts = await self.files.write_card(artifacts, card)
             new = NewVersion(
                 project=project, model_id=model_id, task=job.task, artifacts=artifacts,
                 is_adapter_only=job.output.is_adapter_only, base_model=job.base_model, lineage=lineage,
                 description=description, label_names=job.output.label_names,
                 metrics=cards.headline_metrics(card_input.evaluations, job.output.metrics),
-                examples=examples, tags=dict(tags), creator=caller.actor, request_id=request_id)
+                examples=examples, tags=dict(tags), creator=caller.actor, request_id=request_id, model_card=card)
             version = await self.store.insert_version(new, number)
         except AlreadyExists:
             await self.files.delete_quietly(prefix + "/")
@@ -331,11 +332,11 @@ class RegistryApp:
     async def rewrite_card(self, version: ModelVersion) -> ModelVersion:
         """The card again from the stored lineage (after a description change or new evaluations)."""
         model = await self.store.get_model(version.project, version.model_id)
-        card_input = _card_input_from_version(model, version)
-        artifacts = await self.files.write_card(version.artifacts, cards.render(card_input))
+        card = cards.render(_card_input_from_version(model, version))
+        artifacts = await self.files.write_card(version.artifacts, card)
         await self.store.set_artifacts(version.project, version.model_id, version.version, artifacts)
-        await self.store.set_card(version.project, version.model_id, version.version, cards.render(card_input),
-                                  version.lineage, version.metrics)
+        await self.store.set_card(version.project, version.model_id, version.version, card, version.lineage,
+                                  version.metrics)
         return await self.store.get_version(version.project, version.model_id, version.version)
 
     async def delete_version(self, name: str, etag: str) -> ModelVersion:

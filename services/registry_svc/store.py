@@ -153,6 +153,7 @@ class NewVersion:
     tags: dict[str, str]
     creator: str
     request_id: str
+    model_card: str = ""
 
 
 class RegistryStore:
@@ -282,11 +283,11 @@ class RegistryStore:
             with translate_db_errors("model version", model.version_name(number)):
                 await conn.execute(
                     "INSERT INTO model_versions (project, model_id, version, description, task, label_names,"
-                    " artifacts, is_adapter_only, base_model, lineage, metrics, examples, tags, creator, request_id)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    " artifacts, is_adapter_only, base_model, lineage, metrics, examples, tags, creator, request_id,"
+                    " model_card) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     new.project, new.model_id, number, new.description, new.task.value, list(new.label_names),
                     artifacts_json(new.artifacts), new.is_adapter_only, new.base_model, lineage_json(new.lineage),
-                    new.metrics, list(new.examples), new.tags, new.creator, new.request_id,
+                    new.metrics, list(new.examples), new.tags, new.creator, new.request_id, new.model_card,
                 )
             await conn.execute(
                 "UPDATE registered_models SET task = $3, revision = revision + 1, update_time = now()"
