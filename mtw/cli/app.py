@@ -146,6 +146,9 @@ def _register() -> None:
     from mtw.cli.jobs import app as jobs_app
 
     app.add_typer(jobs_app, name="jobs", help="Fine-tune a base model on a dataset version (step 2).")
+    from mtw.cli.evals import app as evals_app
+
+    app.add_typer(evals_app, name="evals", help="Evaluate models, compare them, fine-tune again (step 3).")
     from mtw.cli.models import app as models_app
 
     app.add_typer(models_app, name="models", help="Register, alias, download and use trained models (step 4).")

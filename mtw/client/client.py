@@ -15,6 +15,7 @@ import grpc
 
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
+from mtw.client.evaluations import EvaluationsResource
 from mtw.client.jobs import AsyncJobsResource, JobsResource
 from mtw.client.models import AsyncModelsResource, ModelsResource
 from mtw.client.transport import AsyncTransport, SyncTransport
@@ -60,6 +61,11 @@ class Client:
     def jobs(self) -> JobsResource:
         """Base models, estimates and tuning jobs (training service)."""
         return JobsResource(self._transport, self.config.project)
+
+    @cached_property
+    def evaluations(self) -> EvaluationsResource:
+        """Evaluations, their example results and recommendations (evaluation service)."""
+        return EvaluationsResource(self._transport, self.config.project)
 
     @cached_property
     def models(self) -> ModelsResource:

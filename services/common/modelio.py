@@ -122,23 +122,26 @@ def fetch_folder(
     *,
     max_cache_bytes: int = DEFAULT_CACHE_BYTES,
     required: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Path:
     """A local copy of the folder at ``uri`` (downloaded unless already cached).
 
     ``objects_or_s3``: an ``ObjectStore`` or an ``S3Access``. ``required``: file names that
-    must be in the folder (FailedPrecondition otherwise). NotFound when nothing is
+    must be in the folder (FailedPrecondition otherwise); ``exclude``: relative path
+    prefixes not to fetch (e.g. ``merged/`` next to an adapter). NotFound when nothing is
     stored under ``uri``; ResourceExhausted when the folder alone exceeds the cache.
     """
     bucket, prefix = split_uri(uri)
     cache_root = Path(cache_root)
-    key = cache_key(uri)
+    key = cache_key(uri + "".join(f"|-{e}" for e in sorted(exclude)))
     final = cache_root / key
     with _locked(cache_root / f"{key}.lock"):
         if (final / _MARKER).is_file():
             os.utime(final / _MARKER)  # the marker's mtime is the entry's last use
             return final
         source = _Source(objects_or_s3)
-        files = source.list(bucket, prefix)
+        files = [(rel, size) for rel, size in source.list(bucket, prefix)
+                 if not any(rel.startswith(e) for e in exclude)]
         if not files:
             raise NotFound.resource("model folder", uri, reason="MODEL_FOLDER_NOT_FOUND")
         missing = [name for name in required if name not in {rel for rel, _ in files}]
