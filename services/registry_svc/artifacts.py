@@ -75,7 +75,9 @@ class ArtifactStore:
     async def _list(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
         def run() -> list[tuple[str, int]]:
             found = self.objects.client.list_objects(bucket, prefix=prefix, recursive=True)
-            return [(o.object_name[len(prefix):], int(o.size or 0)) for o in found]
+            # Some writers (pyarrow) leave empty `folder/` marker objects: not files.
+            return [(o.object_name[len(prefix):], int(o.size or 0)) for o in found
+                    if not o.object_name.endswith("/") and len(o.object_name) > len(prefix)]
 
         return await self.objects._run(run)
 

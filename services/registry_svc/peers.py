@@ -148,7 +148,8 @@ class Peers:
             name=job.name, display_name=job.display_name, state=job.state,
             state_name=job_state_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_"), task=Task(job.task),
             base_model=job.base_model, dataset_version=job.dataset_version, method=job.method,
-            resolved_hyperparameters=json_format.MessageToDict(job.resolved_hyperparameters),
+            resolved_hyperparameters=json_format.MessageToDict(job.resolved_hyperparameters,
+                                                              preserving_proto_field_name=True),
             evaluation=job.evaluation,
             continued_from_model_version=job.lineage.continued_from_model_version, output=output,
         )
