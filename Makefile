@@ -126,6 +126,7 @@ stub-tools-java:
 
 bench: install
 	$(PY) -m bench.upload
+	$(PY) -m bench.eval
 
 clean:
 	rm -rf $(VENV) node_modules $(GENERATED) protos/.deps gen $(WEB)/node_modules $(WEB)/dist
