@@ -125,6 +125,7 @@ def main() -> None:
             "bare_samples_per_second": round(bare, 2),
             "ratio": round(result.metrics.samples_per_second / bare, 3),
             "submit_to_first_step_seconds": round(first_step - t_submit, 2),
+            "preparation": prepared[0][1] if prepared else "",
             "submit_to_model_and_data_ready_seconds": round(prepared[0][0] - t_submit, 2)
             if prepared
             else None,

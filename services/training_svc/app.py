@@ -404,6 +404,7 @@ class TrainingApp:
         spec = await self.store.get_spec(project, job_id)
         try:
             await self.scheduler.cancel(spec.run_name)
+            await self.release_workers(project, job_id)
         except Exception:
             log.exception("could not stop run %s; the reconciler will retry", spec.run_name)
             return
@@ -595,6 +596,11 @@ class TrainingApp:
         current = await self.store.attempt(project, job_id)
         if current.state == JobState.CANCELLING:  # cancelled while it was being submitted
             self._spawn(self._stop_run(project, job_id))
+
+    async def release_workers(self, project: str, job_id: str) -> None:
+        """Frees the CPUs of a run that was stopped or lost."""
+        if placement_group := await self.store.placement_group(project, job_id):
+            await self.scheduler.release(placement_group)
 
     async def run_status(self, run_name: str) -> RunStatus:
         return await self.scheduler.status(run_name)

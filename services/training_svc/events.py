@@ -81,6 +81,16 @@ class PgEventSink:
         return bool(self._call("state", {"state": JobState.FAILED, "message": failure.message},
                                failure=failure))
 
+    def note_placement_group(self, placement_group_id: str) -> None:
+        """Remember where the workers run, so a cancel can release their CPUs itself."""
+        async def write() -> None:
+            pool = await self._get_pool()
+            await pool.execute("UPDATE tuning_jobs SET placement_group = $3 WHERE project = $1 AND job_id = $2",
+                               self.project, self.job_id, placement_group_id)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(write(), self._loop).result(timeout=30)
+
     def state(self) -> JobState | None:
         async def read() -> JobState | None:
             pool = await self._get_pool()

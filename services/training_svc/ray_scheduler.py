@@ -167,6 +167,20 @@ class RayScheduler:
             return RunStatus.RUNNING  # busy starting up; it exists
         return RunStatus.FINISHED if finished else RunStatus.RUNNING
 
+    async def release(self, placement_group_id: str) -> None:
+        await asyncio.to_thread(self._release, placement_group_id)
+
+    def _release(self, placement_group_id: str) -> None:
+        # Ray Train frees a dead run's placement group only through the state API, which
+        # may be slow or absent; the service does it at once.
+        from ray._raylet import PlacementGroupID
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        try:
+            remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(placement_group_id))))
+        except Exception as exc:  # noqa: BLE001 - already removed, or never made: nothing to free
+            log.info("placement group %s not removed: %s", placement_group_id, exc)
+
     async def measure_throughput(self, query: ThroughputQuery, timeout: float) -> float | None:
         return await asyncio.to_thread(self._measure, query, timeout)
 

@@ -40,6 +40,7 @@ async def reconcile(app: TrainingApp) -> dict[str, str]:
         if status == RunStatus.RUNNING:
             if attempt.state == JobState.CANCELLING:
                 await app.scheduler.cancel(attempt.spec.run_name)
+                await app.release_workers(attempt.project, attempt.job_id)
                 await app.store.record(attempt.project, attempt.job_id, "state", {
                     "state": JobState.CANCELLED, "message": "cancelled; the workers were stopped"},
                     failure=cancelled_by_user())
@@ -51,6 +52,7 @@ async def reconcile(app: TrainingApp) -> dict[str, str]:
         current = await app.store.attempt(attempt.project, attempt.job_id)
         if current.state.is_terminal or current.spec.run_name != attempt.spec.run_name:
             continue
+        await app.release_workers(attempt.project, attempt.job_id)  # a lost run's workers hold CPUs
         if current.state == JobState.CANCELLING:
             await app.store.record(attempt.project, attempt.job_id, "state", {
                 "state": JobState.CANCELLED, "message": "cancelled; the run had already stopped"},

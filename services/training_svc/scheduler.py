@@ -68,6 +68,9 @@ class Scheduler(Protocol):
 
     async def status(self, run_name: str) -> RunStatus: ...
 
+    async def release(self, placement_group_id: str) -> None:
+        """Free a stopped or lost run's reserved resources (no-op when already free)."""
+
     async def measure_throughput(self, query: ThroughputQuery, timeout: float) -> float | None:
         """Samples/s measured on the cluster, or None when it can't be measured."""
 
@@ -85,6 +88,7 @@ class InMemoryScheduler:
         self.tasks: dict[str, asyncio.Task] = {}
         self.submitted: list[Run] = []
         self.cancelled: list[str] = []
+        self.released: list[str] = []
 
     async def submit(self, run: Run) -> None:
         if run.run_name in self.tasks:
@@ -108,6 +112,9 @@ class InMemoryScheduler:
 
     async def measure_throughput(self, query: ThroughputQuery, timeout: float) -> float | None:
         return None
+
+    async def release(self, placement_group_id: str) -> None:
+        self.released.append(placement_group_id)
 
     def forget(self, run_name: str) -> None:
         """Drop a run as if the cluster had lost it (for reconcile tests)."""

@@ -359,6 +359,11 @@ class TrainingStore:
             raise NotFound.resource("tuning job", f"projects/{project}/tuningJobs/{job_id}")
         return _job(row)
 
+    async def placement_group(self, project: str, job_id: str) -> str:
+        """Where the job's current attempt reported its workers ('' if not yet)."""
+        return await self._pool.fetchval(
+            "SELECT placement_group FROM tuning_jobs WHERE project = $1 AND job_id = $2", project, job_id) or ""
+
     async def get_spec(self, project: str, job_id: str) -> TrainingSpec:
         value = await self._pool.fetchval(
             "SELECT spec FROM tuning_jobs WHERE project = $1 AND job_id = $2", project, job_id

@@ -451,12 +451,16 @@ def build_trainer(
         except tdata.BadDataError as exc:
             error = exc if exc.split else tdata.BadDataError(exc.row, exc.message, "train")
     if rank == 0 and error is None:
+        started_after = ""
+        if ctx.get("submitted_at"):  # wall clocks of one cluster: good to a fraction of a second
+            started_after = f"; the worker started {ctx['t_start_wall'] - ctx['submitted_at']:.1f}s after submission"
         ctx["sink"].emit(
             "log",
             {
                 "level": "INFO",
                 "message": f"model loaded and {len(train)} training examples "
-                f"tokenised on rank 0 in {time.monotonic() - ctx.get('t_start', time.monotonic()):.1f}s",
+                f"tokenised on rank 0 in {time.monotonic() - ctx.get('t_start', time.monotonic()):.1f}s"
+                + started_after,
             },
         )
     counts = [(len(train), _picklable(error))]
@@ -638,12 +642,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     sink: EventSink = config["sink_factory"]() if rank == 0 else NullSink()
+    if rank == 0:
+        _note_placement_group(sink)
     cpus = config.get("cpus_per_worker") or 1
     torch.set_num_threads(max(1, int(cpus)))
     fs = s3.filesystem()
     workdir = Path(tempfile.mkdtemp(prefix=f"mtw-train-r{rank}-"))
     ctx: dict[str, Any] = {
         "t_start": time.monotonic(),
+        "t_start_wall": time.time(),
+        "submitted_at": config.get("submitted_at"),
         "rank": rank,
         "world": world,
         "sink": sink,
@@ -705,6 +713,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     finally:
         _flush_spans()
         rmtree_quiet(workdir)
+
+
+def _note_placement_group(sink: EventSink) -> None:
+    """Tells the sink which placement group holds this worker group (if it wants to know)."""
+    import ray.util
+
+    note = getattr(sink, "note_placement_group", None)
+    group = ray.util.get_current_placement_group()
+    if note is not None and group is not None:
+        note(group.id.hex())
 
 
 def _flush_spans() -> None:

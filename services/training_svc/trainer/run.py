@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ def run_training(
         "sink_factory": sink_factory,
         "cpus_per_worker": cpus_per_worker,
         "otlp_endpoint": otlp_endpoint,
+        "submitted_at": time.time(),
         "traceparent": _current_traceparent() or spec.traceparent,
         "env": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ},
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+from services.common.ray_cluster import NODE_ENV, RAY_ENV
 
 
 def _free_ports(count: int) -> list[int]:
@@ -55,7 +55,7 @@ def start_ray_head(num_cpus: int = 2) -> tuple[str, Callable[[], None]]:
     ray_bin = Path(sys.executable).with_name("ray")
     env = {
         **os.environ,
-        **RAY_ENV,
+        **NODE_ENV,
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",

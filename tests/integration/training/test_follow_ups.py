@@ -28,7 +28,7 @@ class Peers(evaluation_service_pb2_grpc.EvaluationServiceServicer, registry_serv
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object, dict]] = []
-        self.unavailable_once = True
+        self.unavailable_once: set[str] = set()  # jobs whose first CreateEvaluation was refused
         self.models: set[str] = set()
         self.reject_evaluations = False
 
@@ -41,8 +41,8 @@ class Peers(evaluation_service_pb2_grpc.EvaluationServiceServicer, registry_serv
         self._note("CreateEvaluation", request, context)
         if self.reject_evaluations:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the test split is empty")
-        if self.unavailable_once:
-            self.unavailable_once = False
+        if request.evaluation.tuning_job not in self.unavailable_once:
+            self.unavailable_once.add(request.evaluation.tuning_job)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "starting up")
         return evaluation_pb2.Evaluation(name=f"{request.parent}/evaluations/ev-{request.request_id[:8]}")
 
@@ -84,6 +84,11 @@ async def peers_stack(service_settings):
     await server.stop(0)
 
 
+def _job_of(request) -> str:
+    return request.evaluation.tuning_job if hasattr(request, "evaluation") and request.HasField("evaluation") \
+        else getattr(request, "tuning_job", "")
+
+
 async def _settled(stack, name: str, done, timeout: float = 20):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -102,16 +107,18 @@ async def test_final_evaluation_and_registration_after_success(peers_stack):
     assert done.evaluation.startswith("projects/alpha/evaluations/ev-")
     assert done.model_version == "projects/alpha/models/genres/versions/1" and not done.follow_up_error
 
-    methods = [m for m, _, _ in peers.calls]
+    # Jobs of other tests share the database: keep this job's calls (and the model it made).
+    calls = [c for c in peers.calls if _job_of(c[1]) == job.name or c[0] == "CreateRegisteredModel"]
+    methods = [m for m, _, _ in calls]
     # UNAVAILABLE once → retried; the model did not exist → created, then the version made.
     assert methods == ["CreateEvaluation", "CreateEvaluation", "CreateModelVersion", "CreateRegisteredModel",
                        "CreateModelVersion"], methods
-    first, retry = peers.calls[0][1], peers.calls[1][1]
+    first, retry = calls[0][1], calls[1][1]
     assert first.request_id == retry.request_id  # the same idempotency key on every attempt
     assert first.evaluation.tuning_job == job.name and first.evaluation.dataset_version == job.dataset_version
-    version_request = peers.calls[-1][1]
+    version_request = calls[-1][1]
     assert version_request.tuning_job == job.name and list(version_request.evaluations) == [done.evaluation]
-    for _, _, metadata in peers.calls:  # on the project's behalf, with the internal token
+    for _, _, metadata in calls:  # on the project's behalf, with the internal token
         assert metadata["authorization"] == f"Bearer {TOKEN}" and metadata["x-mtw-project"] == "alpha"
 
 
@@ -123,7 +130,7 @@ async def test_a_final_error_stays_on_the_job_and_is_not_retried(peers_stack):
         done = await _settled(stack, job.name, lambda j: j.follow_up_error)
         assert done.follow_up_error == "INVALID_ARGUMENT: the test split is empty" and not done.evaluation
         await asyncio.sleep(1)  # several scheduler passes
-        assert [m for m, _, _ in peers.calls] == ["CreateEvaluation"]
+        assert [m for m, request, _ in peers.calls if _job_of(request) == job.name] == ["CreateEvaluation"]
     finally:
         peers.reject_evaluations = False
 
@@ -134,4 +141,4 @@ async def test_skip_final_evaluation_asks_for_nothing(peers_stack):
     job = await stack.create(preset=hp.PRESET_QUICK, skip_final_evaluation=True)
     await stack.wait_for(job.name, {js.JOB_STATE_SUCCEEDED})
     await asyncio.sleep(1)
-    assert peers.calls == [] and not (await stack.get(job.name)).evaluation
+    assert not [c for c in peers.calls if _job_of(c[1]) == job.name] and not (await stack.get(job.name)).evaluation

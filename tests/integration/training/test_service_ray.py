@@ -15,6 +15,7 @@ from mtw.common.v1 import job_failure_pb2
 from mtw.common.v1 import job_state_pb2 as js
 from mtw.training.v1 import hyperparameters_pb2 as hp
 from mtw.training.v1 import training_service_pb2 as pb
+from mtw.training.v1 import tuning_job_pb2
 
 from .service_harness import brown_csv, chat_jsonl, start_stack, stop_stack, text_csv
 
@@ -180,3 +181,31 @@ async def test_lost_run_continues_from_its_checkpoint(ray_stack):
     assert done.restart_count == 1
     with pytest.raises(grpc.aio.AioRpcError):
         await stack.stub.DeleteTuningJob(pb.DeleteTuningJobRequest(name=job.name, etag="stale"), metadata=stack.auth())
+
+
+async def test_fine_tune_again_resume_a_cancelled_job_then_continue_from_its_weights(ray_stack):
+    stack = ray_stack
+    first = await stack.create(hyperparameters=small(max_steps=30, checkpoint_interval_steps=6, eval_interval_steps=6))
+    deadline = time.monotonic() + 180
+    while (await stack.get(first.name)).latest_checkpoint.step == 0:
+        assert time.monotonic() < deadline, "no checkpoint"
+        await asyncio.sleep(0.2)
+    await stack.stub.CancelTuningJob(pb.CancelTuningJobRequest(name=first.name), metadata=stack.auth())
+    cancelled = await stack.wait_for(first.name, TERMINAL, timeout=60)
+    assert cancelled.state == C
+
+    # Resume exactly: same spec, from the last checkpoint, optimizer state included.
+    resumed = await stack.stub.ResumeTuningJob(pb.ResumeTuningJobRequest(name=first.name), metadata=stack.auth())
+    at = resumed.lineage.resumed_from_step
+    assert resumed.lineage.resumed_from == first.name and at >= cancelled.latest_checkpoint.step > 0
+    await _finish(stack, resumed.name)
+    steps = [e.step_metrics.step for e in (await stack.stub.ListTuningJobEvents(
+        pb.ListTuningJobEventsRequest(parent=resumed.name, filter="event:step_metrics"), metadata=stack.auth())).events]
+    assert steps and min(steps) > at and max(steps) == 30, (at, steps)
+
+    # Continue from the trained weights with a fresh schedule: it starts where training left off.
+    more = await stack.create(hyperparameters=small(max_steps=6, eval_interval_steps=6, checkpoint_interval_steps=6),
+                              lineage=tuning_job_pb2.TuningJobLineage(continued_from_tuning_job=resumed.name))
+    await _finish(stack, more.name)
+    start_losses, continued_losses = await _losses(stack, first.name), await _losses(stack, more.name)
+    assert continued_losses[0] < start_losses[0], (start_losses, continued_losses)
