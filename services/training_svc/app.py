@@ -126,6 +126,7 @@ class TrainingApp:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._calibrations: dict[str, asyncio.Task] = {}
 
     # --- names --------------------------------------------------------------------------
 
@@ -289,6 +290,18 @@ class TrainingApp:
         cached = await self.store.calibration(query.key)
         if cached is not None or not calibrate:
             return cached
+        # One measurement per key at a time, carried on in the background: an estimate
+        # waits a little for it, and a later one finds it cached.
+        task = self._calibrations.get(query.key)
+        if task is None:
+            task = self._calibrations[query.key] = asyncio.create_task(self._calibrate(query))
+            task.add_done_callback(lambda _t: self._calibrations.pop(query.key, None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.calibration_wait_seconds)
+        except TimeoutError:
+            return None
+
+    async def _calibrate(self, query: ThroughputQuery) -> float | None:
         try:
             measured = await self.scheduler.measure_throughput(query, self.settings.calibration_timeout_seconds)
         except Exception:
@@ -516,7 +529,7 @@ class TrainingApp:
         self._loop_task = asyncio.create_task(self._run_loop(), name="training-scheduler")
 
     async def stop_loop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._background) if t is not None]
+        tasks = [t for t in (self._loop_task, *self._background, *self._calibrations.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -46,8 +46,11 @@ class TrainingSettings(ServiceSettings):
     training_max_failures: int = 2
     # How often the queue and the Ray runs are looked at when nothing wakes the loop.
     scheduler_interval_seconds: float = 2.0
-    # Longest time an estimate waits for a throughput calibration on the cluster.
+    # Longest time a throughput calibration may take on the cluster.
     calibration_timeout_seconds: float = 120.0
+    # How long an estimate waits for a calibration; past that it answers without a
+    # duration while the calibration goes on (the next estimate has it).
+    calibration_wait_seconds: float = 20.0
 
     @property
     def model_cache_path(self) -> Path:

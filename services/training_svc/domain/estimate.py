@@ -434,7 +434,8 @@ def _warnings(
             "only the final evaluation runs."
         )
     if sps is None:
-        out.append("No throughput measured yet for this model and settings, so no duration.")
+        out.append("No throughput measured yet for this model and settings, so no duration: it is being "
+                   "measured on the cluster now; ask again in a minute.")
     return out
 
 

@@ -209,3 +209,20 @@ async def test_fine_tune_again_resume_a_cancelled_job_then_continue_from_its_wei
     await _finish(stack, more.name)
     start_losses, continued_losses = await _losses(stack, first.name), await _losses(stack, more.name)
     assert continued_losses[0] < start_losses[0], (start_losses, continued_losses)
+
+
+async def test_estimate_measures_throughput_on_the_cluster_once_and_keeps_it(ray_stack):
+    stack = ray_stack
+    request = pb.EstimateTuningJobRequest(parent="projects/alpha", tuning_job=tuning_job_pb2.TuningJob(
+        base_model="baseModels/all-minilm-l6-v2", dataset_version=stack.versions["classification"],
+        hyperparameters=small(max_steps=40)))
+    deadline = time.monotonic() + 240
+    estimate = await stack.stub.EstimateTuningJob(request, metadata=stack.auth())
+    while not estimate.HasField("estimated_duration"):  # measured in the background meanwhile
+        assert any("being measured" in w for w in estimate.warnings), estimate.warnings
+        assert time.monotonic() < deadline, "no calibration"
+        await asyncio.sleep(3)
+        estimate = await stack.stub.EstimateTuningJob(request, metadata=stack.auth())
+    assert estimate.estimated_duration.seconds > 0 and estimate.total_steps == 40
+    keys = await stack.app.store.pool.fetchval("SELECT count(*) FROM throughput_calibrations")
+    assert keys >= 1
