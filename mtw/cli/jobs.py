@@ -123,13 +123,21 @@ def create(
     task: TaskOpt = None, set_: SetOpt = None, accept_licence: LicenceOpt = False,
     job_id: Annotated[str, typer.Option("--id", help="Job id (generated when empty).")] = "",
     display_name: Annotated[str, typer.Option(help="Human-readable name.")] = "",
+    register_to: Annotated[str, typer.Option(
+        "--register-to", metavar="MODEL", help="Register the result as a new version of this model.")] = "",
+    continue_from: Annotated[str, typer.Option(
+        "--continue-from", metavar="JOB", help="Start from this SUCCEEDED job's trained weights.")] = "",
+    branch_from: Annotated[str, typer.Option(
+        "--branch-from", metavar="JOB", help="Record this job as the one these settings were changed from.")] = "",
     watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job until it ends.")] = False,
 ) -> None:
     """Create a tuning job (it queues, then runs on the cluster)."""
     state = _state(ctx)
     client = state.get_client()
     job = client.jobs.create(base_model, version, job_id=job_id,
-                             **_spec_kwargs(preset, method, task, set_, accept_licence, display_name))
+                             **_spec_kwargs(preset, method, task, set_, accept_licence, display_name),
+                             register_to_model=register_to, continued_from=continue_from or None,
+                             branched_from=branch_from or None)
     if state.json and not watch_:
         render.print_json(job)
         return
