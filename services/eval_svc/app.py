@@ -627,7 +627,7 @@ class EvaluationApp:
                 "state": JobState.PREPARING, "message": "loading the model and the data"}):
             return False
         run = Run(attempt.project, attempt.evaluation_id, attempt.spec, self.settings.database_url,
-                  str(self.settings.model_cache_path))
+                  str(self.settings.model_cache_path), self.settings.model_cache_bytes)
         try:
             await self.scheduler.submit(run)
         except Exception as exc:

@@ -32,6 +32,7 @@ class Run:
     spec: RunSpec
     database_url: str
     cache_dir: str
+    cache_bytes: int = 20 * 2**30
 
     @property
     def run_name(self) -> str:
@@ -69,7 +70,7 @@ class EvaluationRunner:
             probe.close()
         try:
             return run_evaluation(run.spec, sink_factory=factory, s3=self.s3, cache_dir=run.cache_dir,
-                                  runtime_env=ray_cluster.runtime_env())
+                                  cache_bytes=run.cache_bytes, runtime_env=ray_cluster.runtime_env())
         finally:
             self._finished = True
             self._exit_soon()

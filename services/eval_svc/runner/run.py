@@ -49,15 +49,18 @@ class ShardResult:
     scoring_seconds: float = 0.0
 
 
-def load_model(spec: RunSpec, s3, cache_dir: str):
+def load_model(spec: RunSpec, s3, cache_dir: str, cache_bytes: int = 0):
     """The spec's model, ready for inference (fetched from object storage when it lives there)."""
     import torch
 
     from services.common import modelio
 
+    cache_bytes = cache_bytes or modelio.DEFAULT_CACHE_BYTES
+
     # An adapter's output also holds a merged copy (`merged/`); the adapter is all we need.
     exclude = ("merged/",) if spec.base_source else ()
-    folder = modelio.fetch_folder(s3, spec.model_uri, Path(cache_dir), exclude=exclude) if spec.model_uri \
+    folder = modelio.fetch_folder(s3, spec.model_uri, Path(cache_dir), max_cache_bytes=cache_bytes,
+                                  exclude=exclude) if spec.model_uri \
         else Path(spec.model_path)
     torch.manual_seed(spec.init_seed)  # a base model's untrained head starts the same every run
     return modelio.load_for_inference(folder, spec.task, base_source=spec.base_source or None,
@@ -76,7 +79,8 @@ def scorer_for(spec: RunSpec, loaded, generate_for: Callable[[int], bool]):
                             generate_for=generate_for, text_metrics=text, seed=spec.config.seed)
 
 
-def score_shard(spec: RunSpec, rank: int, world: int, sink_factory, s3, cache_dir: str, total: int) -> ShardResult:
+def score_shard(spec: RunSpec, rank: int, world: int, sink_factory, s3, cache_dir: str, total: int,
+                cache_bytes: int = 0) -> ShardResult:
     """A Ray task: score rows ``rank::world`` of the split, store their results, report progress."""
     import torch
 
@@ -86,7 +90,7 @@ def score_shard(spec: RunSpec, rank: int, world: int, sink_factory, s3, cache_di
     started = time.perf_counter()
     sink = sink_factory()
     try:
-        loaded = load_model(spec, s3, cache_dir)
+        loaded = load_model(spec, s3, cache_dir, cache_bytes)
         samples_left = [math.ceil(spec.config.sample_count / world)]
 
         def generate_for(_row: int) -> bool:
@@ -202,7 +206,8 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def run_evaluation(spec: RunSpec, *, sink_factory, s3, cache_dir: str, runtime_env: dict | None = None) -> str:
+def run_evaluation(spec: RunSpec, *, sink_factory, s3, cache_dir: str, cache_bytes: int = 0,
+                   runtime_env: dict | None = None) -> str:
     """Score the split on ``spec.num_workers`` Ray tasks and record the outcome (blocking)."""
     import ray
 
@@ -213,7 +218,8 @@ def run_evaluation(spec: RunSpec, *, sink_factory, s3, cache_dir: str, runtime_e
         world = max(1, spec.num_workers)
         sink.log(f"scoring {total} examples of {spec.split_uri.rsplit('/', 1)[-1]} on {world} worker(s)")
         task = ray.remote(num_cpus=1, max_retries=0, runtime_env=runtime_env or {})(score_shard)
-        refs = [task.remote(spec, rank, world, sink_factory, s3, cache_dir, total) for rank in range(world)]
+        refs = [task.remote(spec, rank, world, sink_factory, s3, cache_dir, total, cache_bytes)
+                for rank in range(world)]
         try:
             shards = ray.get(refs)
             results = aggregate(spec, shards)
