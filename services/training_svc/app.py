@@ -48,6 +48,7 @@ from services.training_svc.domain.model import (
 )
 from services.training_svc.events import EventHub
 from services.training_svc.follow_ups import FollowUps
+from services.training_svc.model_versions import ModelVersionClient
 from services.training_svc.scheduler import Run, RunStatus, Scheduler, ThroughputQuery
 from services.training_svc.settings import TrainingSettings
 from services.training_svc.store import NewJob, TrainingStore, cancelled_by_user
@@ -123,6 +124,7 @@ class TrainingApp:
         self.scheduler = scheduler
         self.hub = hub
         self.follow_ups = FollowUps(settings, store)
+        self.model_versions = ModelVersionClient(settings.registry_service_endpoint)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -183,7 +185,7 @@ class TrainingApp:
                 reason="LICENCE_NOT_ACKNOWLEDGED",
                 metadata={"base_model": plan.model.name, "licence": plan.model.licence_name},
             )
-        init_weights = await self._lineage_source(project, request.lineage, plan)
+        init_weights, lineage = await self._lineage_source(project, request.lineage, plan, api_key)
         if request.register_to_model:
             _check_model_name(request.register_to_model, project)
         await self._check_quota(project)
@@ -194,7 +196,7 @@ class TrainingApp:
             dataset_version=request.dataset_version, task=plan.task, method=plan.method,
             preset=plan.preset, hyperparameters=request.hyperparameters,
             resolved_hyperparameters=plan.resolved, licence_acknowledged=request.licence_acknowledged,
-            lineage=dataclasses.replace(request.lineage, resumed_from_step=0),
+            lineage=dataclasses.replace(lineage, resumed_from_step=0),
             skip_final_evaluation=request.skip_final_evaluation, labels=request.labels, spec=spec,
             creator=f"projects/{project}/apiKeys/{principal.key_id}", request_id=request_id,
             total_steps=plan.estimate.steps, register_to_model=request.register_to_model,
@@ -311,33 +313,42 @@ class TrainingApp:
             await self.store.save_calibration(query.key, measured)
         return measured
 
-    async def _lineage_source(self, project: str, lineage: Lineage, plan: Plan) -> str:
-        """Checks the job a new job continues or branches from; returns weights to start from."""
+    async def _lineage_source(self, project: str, lineage: Lineage, plan: Plan, api_key: str) -> tuple[str, Lineage]:
+        """Checks what a new job continues or branches from; returns the weights to start from
+        and the lineage as stored (a model version alias resolved to the version)."""
         if lineage.resumed_from:
             raise InvalidArgument.field("tuning_job.lineage.resumed_from",
                                         "set by ResumeTuningJob only; call it to resume a job")
         if lineage.continued_from_model_version:
-            raise FailedPrecondition("continuing from a model version needs the model registry, which this "
-                                     "deployment does not have yet; continue from the tuning job instead",
-                                     reason="REGISTRY_UNAVAILABLE")
+            field = "tuning_job.lineage.continued_from_model_version"
+            version = await self.model_versions.weights(lineage.continued_from_model_version, api_key, field)
+            if names.parse("projects/{project}/models/{model}/versions/{version}", version.name,
+                           field)["project"] != project:
+                raise NotFound.resource("model version", lineage.continued_from_model_version)
+            self._check_same_start(version.name, version.base_model, version.method, plan)
+            return version.uri, dataclasses.replace(lineage, continued_from_model_version=version.name)
         source_name = lineage.continued_from_tuning_job or lineage.branched_from
         if not source_name:
-            return ""
+            return "", lineage
         field = "continued_from_tuning_job" if lineage.continued_from_tuning_job else "branched_from"
         source_project, source_id = names.parse(JOB, source_name, f"tuning_job.lineage.{field}").values()
         if source_project != project:
             raise NotFound.resource("tuning job", source_name)
         source = await self.store.get_job(source_project, source_id)
         if not lineage.continued_from_tuning_job:
-            return ""
+            return "", lineage
         if source.state != JobState.SUCCEEDED or source.output is None:
             raise FailedPrecondition(f"tuning job '{source.name}' is {source.state.name}; only a SUCCEEDED job's "
                                      "weights can be trained further", reason="LINEAGE_SOURCE_NOT_SUCCEEDED")
-        if source.base_model != plan.model.name or source.method != plan.method:
+        self._check_same_start(f"tuning job '{source.name}'", source.base_model, source.method, plan)
+        return source.output.uri, lineage
+
+    @staticmethod
+    def _check_same_start(source: str, base_model: str, method: TuningMethod, plan: Plan) -> None:
+        if base_model != plan.model.name or method != plan.method:
             raise FailedPrecondition(
-                f"tuning job '{source.name}' trained {source.base_model} with {source.method.name}; continue "
-                "with the same base model and method", reason="LINEAGE_MODEL_MISMATCH")
-        return source.output.uri
+                f"{source} trained {base_model} with {method.name}; continue with the same base model and method",
+                reason="LINEAGE_MODEL_MISMATCH")
 
     async def _check_quota(self, project: str) -> None:
         queued, _active = await self.store.project_counts(project)

@@ -44,6 +44,7 @@ class RunningTrainingService:
         await self.app.hub.stop()
         await self.app.datasets.close()
         await self.app.follow_ups.close()
+        await self.app.model_versions.close()
         if close_scheduler:
             await self.app.scheduler.close()
         await self.pool.close()

@@ -22,7 +22,8 @@ class TrainingSettings(ServiceSettings):
     dataset_service_endpoint: str = Field(
         "127.0.0.1:50051", validation_alias=AliasChoices("dataset_service_endpoint", "mtw_dataset_endpoint")
     )
-    # Services a SUCCEEDED job's follow-ups call (final evaluation, registration); empty =
+    # Services a SUCCEEDED job's follow-ups call (final evaluation, registration), and the registry
+    # a job continuing from a model version asks for its weights; empty =
     # that follow-up is off. devstack sets MTW_EVALUATION_ENDPOINT / MTW_REGISTRY_ENDPOINT.
     evaluation_service_endpoint: str = Field(
         "", validation_alias=AliasChoices("evaluation_service_endpoint", "mtw_evaluation_endpoint"))

@@ -52,6 +52,21 @@ class Peers(evaluation_service_pb2_grpc.EvaluationServiceServicer, registry_serv
         self.models.add(name)
         return registered_model_pb2.RegisteredModel(name=name)
 
+    async def GetModelVersion(self, request, context):
+        self._note("GetModelVersion", request, context)
+        versions = {
+            "projects/alpha/models/genres@production": ("3", "baseModels/all-minilm-l6-v2"),
+            "projects/alpha/models/prose@1": ("1", "baseModels/tiny-gpt2"),
+        }
+        if request.name not in versions:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model version '{request.name}' not found")
+        number, base = versions[request.name]
+        model = request.name.split("@")[0]
+        return model_version_pb2.ModelVersion(
+            name=f"{model}/versions/{number}", base_model=base, state=model_version_pb2.MODEL_VERSION_STATE_ACTIVE,
+            artifacts=model_version_pb2.ModelArtifacts(uri=f"s3://registry/{model}/versions/{number}"),
+            lineage=model_version_pb2.ModelLineage(base_model=base, method=1))
+
     async def CreateModelVersion(self, request, context):
         self._note("CreateModelVersion", request, context)
         if request.parent not in self.models:
@@ -142,3 +157,27 @@ async def test_skip_final_evaluation_asks_for_nothing(peers_stack):
     await stack.wait_for(job.name, {js.JOB_STATE_SUCCEEDED})
     await asyncio.sleep(1)
     assert not [c for c in peers.calls if _job_of(c[1]) == job.name] and not (await stack.get(job.name)).evaluation
+
+
+async def test_continue_training_from_a_registered_model_version(peers_stack):
+    import grpc as g
+
+    from mtw.training.v1 import tuning_job_pb2
+
+    stack, _peers = peers_stack
+    lineage = tuning_job_pb2.TuningJobLineage(continued_from_model_version="projects/alpha/models/genres@production")
+    job = await stack.create(preset=hp.PRESET_QUICK, lineage=lineage, skip_final_evaluation=True)
+    # The alias is resolved and stored as the version; training starts from its weights.
+    assert job.lineage.continued_from_model_version == "projects/alpha/models/genres/versions/3"
+    spec = await stack.app.store.get_spec("alpha", job.name.rsplit("/", 1)[1])
+    assert spec.init_weights_uri == "s3://registry/projects/alpha/models/genres/versions/3"
+
+    for name, code, words in (("projects/alpha/models/prose@1", g.StatusCode.FAILED_PRECONDITION, "tiny-gpt2"),
+                              ("projects/alpha/models/nope@1", g.StatusCode.NOT_FOUND, "nope")):
+        lineage = tuning_job_pb2.TuningJobLineage(continued_from_model_version=name)
+        try:
+            await stack.create(preset=hp.PRESET_QUICK, lineage=lineage)
+        except g.aio.AioRpcError as exc:
+            assert exc.code() == code and words in exc.details(), exc.details()
+        else:
+            raise AssertionError(f"{name} was accepted")
