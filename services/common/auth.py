@@ -23,8 +23,9 @@ from typing import Any
 import asyncpg
 
 from services.common import db
-from services.common.errors import InvalidArgument, NotFound, Unauthenticated
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.common.names import check_id
+from services.common.rollout import RolloutGate
 
 IAM_SCHEMA = "iam"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -43,6 +44,8 @@ class Principal:
 
     project: str
     key_id: str
+    # Admin keys may call the admin API (rollout, experiments, success report).
+    is_admin: bool = False
 
     @property
     def is_service(self) -> bool:
@@ -85,6 +88,14 @@ def as_principal(principal: Principal | None) -> Iterator[None]:
             _principal.set(None)
 
 
+def require_admin() -> Principal:
+    """The current principal if it holds an admin key; PermissionDenied otherwise."""
+    p = current_principal()
+    if not p.is_admin:
+        raise PermissionDenied("this call needs an admin API key", reason="ADMIN_KEY_REQUIRED")
+    return p
+
+
 def check_project(project: str, kind: str, name: str) -> None:
     """NotFound (never PermissionDenied) when ``project`` isn't the caller's, so existence stays hidden."""
     if project != current_principal().project:
@@ -118,9 +129,10 @@ class KeyStore:
     """Projects and API keys in the ``iam`` schema, with a short positive-lookup cache."""
 
     def __init__(self, pool: asyncpg.Pool, cache_ttl: float = 30.0, cache_size: int = 1024,
-                 internal_token: str = "") -> None:
+                 internal_token: str = "", rollout_ttl: float = 5.0) -> None:
         self.internal_token = internal_token
         self.pool = pool
+        self.rollout = RolloutGate(pool, rollout_ttl)
         self._ttl = cache_ttl
         self._size = cache_size
         # sha256(token) -> (expires_at, principal); only successes are cached so a
@@ -142,17 +154,18 @@ class KeyStore:
             await self.pool.fetchval("SELECT 1 FROM iam.projects WHERE project_id = $1", project_id)
         )
 
-    async def create_api_key(self, project_id: str) -> str:
+    async def create_api_key(self, project_id: str, admin: bool = False) -> str:
         """Make a key for the project and return its plaintext — the only time it is visible."""
         if not await self.project_exists(project_id):
             raise NotFound.resource("project", f"projects/{project_id}")
         key_id = secrets.token_hex(6)
         token = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         await self.pool.execute(
-            "INSERT INTO iam.api_keys (key_id, key_sha256, project_id) VALUES ($1, $2, $3)",
+            "INSERT INTO iam.api_keys (key_id, key_sha256, project_id, is_admin) VALUES ($1, $2, $3, $4)",
             key_id,
             _sha256(token),
             project_id,
+            admin,
         )
         return token
 
@@ -169,7 +182,7 @@ class KeyStore:
 
     async def list_api_keys(self, project_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
-            "SELECT key_id, project_id, create_time, revoke_time FROM iam.api_keys "
+            "SELECT key_id, project_id, is_admin, create_time, revoke_time FROM iam.api_keys "
             "WHERE project_id = $1 ORDER BY create_time",
             project_id,
         )
@@ -184,13 +197,14 @@ class KeyStore:
             )
         key_id, _ = parse_key(token)
         row = await self.pool.fetchrow(
-            "SELECT key_sha256, project_id, revoke_time FROM iam.api_keys WHERE key_id = $1", key_id
+            "SELECT key_sha256, project_id, revoke_time, is_admin FROM iam.api_keys WHERE key_id = $1",
+            key_id,
         )
         if row is None or not hmac.compare_digest(row["key_sha256"], _sha256(token)):
             raise Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
         if row["revoke_time"] is not None:
             raise Unauthenticated("the API key has been revoked", reason="API_KEY_REVOKED")
-        return Principal(project=row["project_id"], key_id=key_id)
+        return Principal(project=row["project_id"], key_id=key_id, is_admin=row["is_admin"])
 
     async def authenticate_call(self, token: str | None, metadata) -> Principal:
         """The principal of one call: a service with the internal token acting for the
@@ -203,6 +217,16 @@ class KeyStore:
                                       reason="SERVICE_PROJECT_MISSING")
             return Principal(project=project, key_id=SERVICE_KEY_PREFIX + values.get("x-mtw-service", "unknown"))
         return await self.authenticate_cached(token)
+
+    async def authorize(self, principal: Principal) -> None:
+        """PermissionDenied when the caller's project is outside the wizard's rollout.
+
+        Services (internal token) and admin keys are exempt: follow-up work on a
+        project must finish, and an admin must be able to change the rollout.
+        """
+        if principal.is_service or principal.is_admin:
+            return
+        await self.rollout.check(principal.project)
 
     async def authenticate_cached(self, token: str | None) -> Principal:
         """:meth:`authenticate` with a bounded LRU of recent successes (TTL ``cache_ttl``)."""

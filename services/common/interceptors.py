@@ -190,6 +190,7 @@ class _AuthScope:
     async def __aenter__(self) -> None:
         metadata = self.context.invocation_metadata()
         principal = await self.key_store.authenticate_call(bearer_token(metadata), metadata)
+        await self.key_store.authorize(principal)
         self._scope = as_principal(principal)
         self._scope.__enter__()
 
@@ -200,7 +201,8 @@ class _AuthScope:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call but health/reflection and sets the current principal.
+    """Authenticates every call but health/reflection, checks the caller's project is in
+    the wizard's rollout (:meth:`KeyStore.authorize`) and sets the current principal.
 
     Must sit *inside* :class:`ErrorInterceptor` so its Unauthenticated becomes a status.
     """
