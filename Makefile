@@ -13,7 +13,7 @@ PROTO_DEPS := protos/.deps/googleapis
 BUF_AGAINST ?= main
 # The dashboard's front end (npm packages, esbuild bundle), served by the gateway.
 WEB := gateway/web
-GENERATED := mtw/common mtw/dataset mtw/training mtw/evaluation mtw/registry
+GENERATED := mtw/common mtw/dataset mtw/training mtw/evaluation mtw/registry mtw/insights
 
 .PHONY: install generate proto-deps run test test-unit test-integration lint buf-lint buf-breaking bench clean \
 	stubs stubs-ts stubs-go stubs-java stub-tools-go stub-tools-java chromium
