@@ -1,4 +1,4 @@
-"""Tracing (OpenTelemetry, W3C traceparent) and JSON logs carrying the trace id.
+"""Tracing and metrics (OpenTelemetry, W3C traceparent) and JSON logs carrying the trace id.
 
 Call :func:`setup_telemetry` before creating gRPC servers or channels: the gRPC
 instrumentors work by patching ``grpc.aio.server`` / channel factories. Safe to call
@@ -13,8 +13,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.propagate import set_global_textmap
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -24,6 +25,7 @@ _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _added_processors: set[int] = set()
 _otlp_endpoints: set[str] = set()
+_meter_provider: MeterProvider | None = None
 
 
 class TraceContextFilter(logging.Filter):
@@ -75,7 +77,8 @@ def setup_telemetry(
     extra_processors: Sequence[SpanProcessor] = (),
     configure_logs: bool = True,
 ) -> TracerProvider:
-    """Install the tracer provider, W3C propagation and gRPC instrumentation; idempotent.
+    """Install the tracer provider, W3C propagation, gRPC instrumentation and (once) the
+    meter provider; idempotent.
 
     The first call fixes the process-wide provider (OpenTelemetry allows one); later
     calls only add processors not added before (e.g. a test's InMemorySpanExporter).
@@ -102,11 +105,30 @@ def setup_telemetry(
                 _provider.add_span_processor(processor)
                 _added_processors.add(id(processor))
         _instrument_grpc()
+        _setup_metrics(service_name, endpoint)
     if configure_logs:
         configure_logging(
             service_name, getattr(settings, "log_level", "INFO") if settings is not None else "INFO"
         )
     return _provider
+
+
+def _setup_metrics(service_name: str, endpoint: str | None) -> None:
+    """The process-wide MeterProvider, exporting over OTLP when an endpoint is set.
+    OpenTelemetry allows one per process, so the first call decides its readers (tests
+    give a service their own MeterProvider with an in-memory reader instead)."""
+    global _meter_provider
+    if _meter_provider is not None:
+        return
+    readers = []
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True)))
+    _meter_provider = MeterProvider(metric_readers=readers,
+                                    resource=Resource.create({"service.name": service_name}))
+    metrics.set_meter_provider(_meter_provider)
 
 
 def _instrument_grpc() -> None:
@@ -127,7 +149,9 @@ def _instrument_grpc() -> None:
 
 
 def shutdown_telemetry() -> None:
-    """Flush pending spans. Not a shutdown: the provider is process-wide (tests run several
-    services in one process) and OpenTelemetry shuts it down at interpreter exit."""
+    """Flush pending spans and metrics. Not a shutdown: the providers are process-wide (tests
+    run several services in one process) and OpenTelemetry shuts them down at interpreter exit."""
     if _provider is not None:
         _provider.force_flush(timeout_millis=5000)
+    if _meter_provider is not None:
+        _meter_provider.force_flush(timeout_millis=5000)

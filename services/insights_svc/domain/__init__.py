@@ -1,0 +1,1 @@
+"""Pure logic of the insights service: experiment assignment, survey validation."""
