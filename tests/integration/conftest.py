@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -13,3 +15,36 @@ def bearer():
         return (("authorization", f"Bearer {key}"),)
 
     return make
+
+
+# --- one local Ray head (2 CPUs) for every integration test that needs Ray ---------------
+# A process attaches to one Ray cluster only, so the services under test and this process
+# must all use the same head.
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A loopback Ray head with 2 CPUs: yields its address ``"127.0.0.1:PORT"`` (and sets
+    the env a later ``ray.init(address=…)`` in this process needs)."""
+    from tests.ray_head import start_ray_head
+
+    address, stop = start_ray_head(2)
+    try:
+        yield address
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def ray_client(ray_cluster: str) -> Iterator[str]:
+    """This test process attached to ``ray_cluster`` (unless a scheduler under test already is)."""
+    import ray
+
+    attached = not ray.is_initialized()
+    if attached:
+        ray.init(address=ray_cluster, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray_cluster
+    finally:
+        if attached and ray.is_initialized():
+            ray.shutdown()

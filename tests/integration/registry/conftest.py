@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
-import pytest
 import pytest_asyncio
 
 from mtw.common.v1 import job_state_pb2 as js
@@ -70,18 +69,6 @@ class Registry:
             rpb.CreateModelVersionRequest(parent=model, tuning_job=job, **fields), metadata=self.auth())
 
 
-@pytest.fixture(scope="session")
-def registry_ray() -> Iterator[str]:
-    """A local Ray head (2 CPUs) for the training runs the registry tests register."""
-    from tests.integration.training.conftest import start_ray_head
-
-    address, stop = start_ray_head(2)
-    try:
-        yield address
-    finally:
-        stop()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,11 +76,11 @@ def _free_port() -> int:
 
 
 @pytest_asyncio.fixture(scope="package")
-async def registry(service_settings, registry_ray) -> AsyncIterator[Registry]:
+async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
     from services.training_svc.ray_scheduler import RayScheduler
 
     port = _free_port()  # the training service must know where the registry will be
-    stack = await start_stack(service_settings, RayScheduler, ray_address=registry_ray, max_running_jobs=2,
+    stack = await start_stack(service_settings, RayScheduler, ray_address=ray_cluster, max_running_jobs=2,
                               internal_token=TOKEN, registry_service_endpoint=f"127.0.0.1:{port}",
                               follow_up_retry_seconds=0.5)
     cache = tempfile.TemporaryDirectory(prefix="registry-cache-")
