@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.components import ROOT, port_or_free, say
 
 # Well-known ports (the SDK's defaults); a new service gets the next free one.
-DEFAULT_PORTS = {"dataset": 50051, "training": 50052, "evaluation": 50053, "registry": 50054}
+DEFAULT_PORTS = {"dataset": 50051, "training": 50052, "evaluation": 50053, "registry": 50054, "insights": 50055}
 # Package short names that differ from the SDK's service names.
 ALIASES = {"eval": "evaluation"}
 

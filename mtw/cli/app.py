@@ -152,6 +152,9 @@ def _register() -> None:
     from mtw.cli.models import app as models_app
 
     app.add_typer(models_app, name="models", help="Register, alias, download and use trained models (step 4).")
+    from mtw.cli.insights import app as insights_app
+
+    app.add_typer(insights_app, name="insights", help="Satisfaction survey, experiment variants, rollout (admin).")
 
 
 _register()

@@ -16,6 +16,7 @@ import grpc
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
 from mtw.client.evaluations import EvaluationsResource
+from mtw.client.insights import InsightsResource
 from mtw.client.jobs import AsyncJobsResource, JobsResource
 from mtw.client.models import AsyncModelsResource, ModelsResource
 from mtw.client.transport import AsyncTransport, SyncTransport
@@ -66,6 +67,11 @@ class Client:
     def evaluations(self) -> EvaluationsResource:
         """Evaluations, their example results and recommendations (evaluation service)."""
         return EvaluationsResource(self._transport, self.config.project)
+
+    @cached_property
+    def insights(self) -> InsightsResource:
+        """Satisfaction survey, funnel, experiment variants; rollout and report for admins."""
+        return InsightsResource(self._transport, self.config.project)
 
     @cached_property
     def models(self) -> ModelsResource:

@@ -40,6 +40,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("training", 50052),
         ServiceSpec("evaluation", 50053),
         ServiceSpec("registry", 50054),
+        ServiceSpec("insights", 50055),
     )
 }
 

@@ -25,6 +25,7 @@ def test_defaults_each_service_on_its_port():
         "training": "127.0.0.1:50052",
         "evaluation": "127.0.0.1:50053",
         "registry": "127.0.0.1:50054",
+        "insights": "127.0.0.1:50055",
     }
 
 
