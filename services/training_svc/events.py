@@ -17,12 +17,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
+from services.common.notify import NotifyHub
 from services.training_svc import store
 from services.training_svc.domain.model import JobEvent, JobFailure, JobState, Output
 
@@ -128,69 +127,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class EventHub:
+class EventHub(NotifyHub):
     """Wakes the watchers of a job when one of its events is inserted (LISTEN/NOTIFY)."""
 
     def __init__(self, database_url: str, poll_seconds: float = 5.0) -> None:
-        self.database_url = database_url
-        self.poll_seconds = poll_seconds
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._conn: asyncpg.Connection | None = None
-        self._keeper: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        await self._connect()
-        self._keeper = asyncio.create_task(self._keep_listening())
-
-    async def _connect(self) -> None:
-        self._conn = await asyncpg.connect(self.database_url)
-        await self._conn.add_listener(CHANNEL, self._on_notify)
-
-    async def _keep_listening(self) -> None:
-        # A dropped LISTEN connection is re-opened; watchers poll meanwhile, so nothing is lost.
-        while True:
-            await asyncio.sleep(2)
-            if self._conn is None or self._conn.is_closed():
-                try:
-                    await self._connect()
-                    self._wake_all()
-                except Exception:  # noqa: BLE001
-                    log.warning("event listener cannot reach the database; retrying")
-
-    async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
-        self._wake_all()
-
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        key = payload.rsplit("/", 1)[0]
-        for event in self._waiters.get(key, ()):
-            event.set()
-
-    def _wake_all(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self, project: str, job_id: str) -> AsyncIterator[asyncio.Event]:
-        """An Event set whenever the job gets a new event (subscribe before reading, so no
-        insert falls between the read and the wait)."""
-        key = f"{project}/{job_id}"
-        event = asyncio.Event()
-        self._waiters[key].add(event)
-        try:
-            yield event
-        finally:
-            self._waiters[key].discard(event)
-            if not self._waiters[key]:
-                del self._waiters[key]
-
-    async def wait(self, event: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.poll_seconds)
-        event.clear()
+        super().__init__(database_url, CHANNEL, poll_seconds)
