@@ -22,7 +22,7 @@ from services.common.errors import FieldViolation, InvalidArgument, NotFound, Re
 from services.common.filtering import parse_filter
 from services.common.objectstore import ObjectStore, safe_key
 from services.dataset_svc import preview
-from services.dataset_svc.domain.ingest import IngestLimits, ingest
+from services.dataset_svc.domain.ingest import IngestLimits, ingest, split_path
 from services.dataset_svc.domain.model import (
     SPLITS,
     Dataset,
@@ -216,20 +216,17 @@ class DatasetApp:
                         return upload_too_large(max_bytes)
                     return quota_exceeded(project, used_bytes, quota - used_bytes + 1, quota)
 
+                canonical = {split: f"{prefix}/canonical/{split}.parquet" for split in SPLITS}
                 stored = await store_and_ingest(
                     chunks, object_store=self.objects, raw_key=raw_key, run_ingest=run_ingest,
+                    canonical={split_path(workdir, split): key for split, key in canonical.items()},
                     max_bytes=min(max_bytes, quota - used_bytes), too_large=too_large,
                 )
                 result = stored.ingest
-                splits, stored_bytes = [], stored.size_bytes
-                for split in SPLITS:
-                    path = result.split_files.get(split)
-                    if path is None:
-                        continue
-                    key = f"{prefix}/canonical/{split}.parquet"
-                    await self.objects.put_file(key, path, "application/vnd.apache.parquet")
-                    stored_bytes += path.stat().st_size
-                    splits.append(SplitInfo(split, result.split_rows.get(split, 0), self.objects.uri(key)))
+                splits = [SplitInfo(split, result.split_rows.get(split, 0), self.objects.uri(key))
+                          for split, key in canonical.items()]
+                stored_bytes = stored.size_bytes + sum(
+                    split_path(workdir, split).stat().st_size for split in SPLITS)
             resolved = dataclasses.replace(
                 options, format=result.format, task=result.task, column_mapping=result.column_mapping
             )

@@ -1,5 +1,6 @@
 """One pass over an upload: bytes go to object storage and through the ingest pipeline
-at the same time, with memory bounded by a few chunks."""
+at the same time, and the canonical split files follow to object storage while they
+are being written, with memory bounded by a few chunks and parts."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ import asyncio
 import contextlib
 import hashlib
 import io
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import janus
 
-from services.common.objectstore import ObjectStore
+from services.common.objectstore import MiB, ObjectStore
 from services.dataset_svc.domain.ingest import IngestResult
 
 _EOF = object()
 _ABORT = object()
-# Chunks waiting for the parser; with 1 MiB chunks this bounds the hand-over to ~8 MiB.
-_PIPE_CHUNKS = 8
+# Chunks waiting for the parser; with 1 MiB chunks this bounds the hand-over to ~4 MiB.
+_PIPE_CHUNKS = 4
+# Multipart part size: each upload holds a few copies of one part while it is sent,
+# and the store's cost per byte does not depend on the part size, so take the S3
+# minimum (for all parts but the last).
+PART_BYTES = 5 * MiB
+PARQUET_TYPE = "application/vnd.apache.parquet"
+_READ_BYTES = MiB
+_POLL_SECONDS = 0.05
 
 
 class _UploadAborted(Exception):
@@ -66,18 +75,20 @@ async def store_and_ingest(
     object_store: ObjectStore,
     raw_key: str,
     run_ingest: Callable[[io.BufferedReader], IngestResult],
+    canonical: Mapping[Path, str],
     max_bytes: int,
     too_large: Callable[[], Exception],
 ) -> StoredUpload:
-    """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread; past
-    `max_bytes`, raises `too_large()`.
+    """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread, and
+    each file of `canonical` (local path -> key), which the ingest writes, to its key
+    as it grows; past `max_bytes`, raises `too_large()`.
 
-    Whichever side fails first stops the other: a parse error aborts the multipart
-    upload (nothing is left in the bucket), a storage error or an oversize upload
+    Whichever side fails first stops the others: a parse error aborts the multipart
+    uploads (nothing is left in the bucket), a storage error or an oversize upload
     stops the parser. The parser's error wins, since it says what is wrong with the file.
     """
     queue: janus.Queue = janus.Queue(maxsize=_PIPE_CHUNKS)
-    reader = io.BufferedReader(_PipeReader(queue.sync_q), buffer_size=1 << 20)
+    reader = io.BufferedReader(_PipeReader(queue.sync_q), buffer_size=MiB)
     parser = asyncio.ensure_future(asyncio.to_thread(run_ingest, reader))
     hasher = hashlib.sha256()
     size = 0
@@ -103,11 +114,25 @@ async def store_and_ingest(
             yield chunk
         await hand_over(_EOF)
 
+    uploads = [asyncio.ensure_future(
+        object_store.put_stream(raw_key, tee(), part_size=PART_BYTES, queue_chunks=2))]
+    uploads += [
+        asyncio.ensure_future(object_store.put_stream(
+            key, _growing_file(path, parser), content_type=PARQUET_TYPE,
+            part_size=PART_BYTES, queue_chunks=1))
+        for path, key in canonical.items()
+    ]
     try:
-        await object_store.put_stream(raw_key, tee())
+        await asyncio.gather(*uploads)
         result = await parser
-    except BaseException:
-        await _stop_parser(queue, parser)
+    except BaseException as exc:
+        raw_upload = uploads[0]
+        if not isinstance(exc, asyncio.CancelledError) and not raw_upload.done():
+            raw_upload.cancel()  # it may be waiting for the client's next chunk
+        await _stop_parser(queue, parser)  # the canonical uploads end with the parser
+        # Each upload aborts its multipart upload; a cancelled one only once, so that
+        # its clean-up runs to the end.
+        await asyncio.gather(*uploads, return_exceptions=True)
         parse_error = None if parser.cancelled() else parser.exception()
         if parse_error is not None and not isinstance(parse_error, _UploadAborted):
             raise parse_error from None
@@ -117,14 +142,44 @@ async def store_and_ingest(
     return StoredUpload(size_bytes=size, sha256=hasher.hexdigest(), ingest=result)
 
 
+async def _growing_file(path: Path, writer: asyncio.Future) -> AsyncIterator[bytes]:
+    """The bytes of a file that `writer` is still appending to: whole parts as soon as
+    they are on disk (so no upload buffers a part that is not ready yet), the rest
+    once `writer` has finished. Raises `writer`'s error if it fails."""
+    sent = 0
+    while True:
+        finished = writer.done()  # read before the size: then the size is final
+        if finished and writer.exception() is not None:
+            raise writer.exception()  # type: ignore[misc]
+        ready = path.stat().st_size if path.exists() else 0
+        if not finished:
+            ready -= (ready - sent) % PART_BYTES
+        while sent < ready:
+            data = await asyncio.to_thread(_read_at, path, sent, min(_READ_BYTES, ready - sent))
+            if not data:
+                raise OSError(f"{path} shrank while it was being uploaded")
+            sent += len(data)
+            yield data
+        if finished:
+            return
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 async def _stop_parser(queue: janus.Queue, parser: asyncio.Future) -> None:
-    """Wakes a parser blocked on the pipe and waits until its thread has returned."""
-    if not parser.done():
-        while True:
-            try:
-                queue.sync_q.get_nowait()
-            except Exception:  # noqa: BLE001 - janus raises queue.Empty
-                break
-        with contextlib.suppress(Exception):  # full again: the parser drains it and stops
-            queue.sync_q.put_nowait(_ABORT)
+    """Wakes a reader blocked on the pipe and waits until the parser has returned. The
+    pipe is aborted even when the parser has failed already: its read-ahead thread may
+    still be waiting for bytes."""
+    while True:
+        try:
+            queue.sync_q.get_nowait()
+        except Exception:  # noqa: BLE001 - janus raises queue.Empty
+            break
+    with contextlib.suppress(Exception):  # full again: the reader drains it and stops
+        queue.sync_q.put_nowait(_ABORT)
     await asyncio.wait({parser})

@@ -4,8 +4,9 @@ bytes ─► format sniffing ─► UTF-8 guard ─► reader (chunks) ─► ma
       ─► row checks ─► split assignment ─► quality profiler (PII redaction)
       ─► one zstd Parquet file per split in `workdir`
 
-Memory is bounded by the chunk size (`IngestLimits.batch_rows` rows, or a 4 MB CSV block);
-Parquet uploads are spooled to `workdir` first because Parquet needs random access.
+Memory is bounded by the chunk size (`IngestLimits.batch_rows` rows, or a 2 MB CSV batch);
+the next chunk is parsed and the last row group compressed in threads (`overlap`), one
+of each in flight. Parquet uploads are spooled to `workdir` first because Parquet needs random access.
 Any problem found fails the ingest at the end with `IngestFailed` (the first
 `max_issues` problems and the total); fatal ones (binary, undecodable, broken JSON
 array, empty file) stop it at once.
@@ -46,6 +47,7 @@ from services.dataset_svc.domain.model import (
     Severity,
     Task,
 )
+from services.dataset_svc.domain.overlap import BackgroundCalls, Prefetcher
 from services.dataset_svc.domain.profile import QualityProfiler
 from services.dataset_svc.domain.readers import (
     Chunk,
@@ -65,10 +67,10 @@ from services.dataset_svc.domain.splits import (
 from services.dataset_svc.domain.tokens import load_token_counter
 from services.dataset_svc.domain.validation import IngestFailed, Issues
 
-__all__ = ["IngestFailed", "IngestLimits", "IngestResult", "ingest"]
+__all__ = ["IngestFailed", "IngestLimits", "IngestResult", "ingest", "split_path"]
 
 WRITE_ROWS = 65_536  # rows buffered per split before a Parquet row group is written...
-WRITE_BYTES = 8 << 20  # ...or this many bytes, whichever comes first
+WRITE_BYTES = 4 << 20  # ...or this many bytes, whichever comes first
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,23 @@ def ingest(source: BinaryIO, options: IngestOptions, workdir: Path, *,
             raise issues.fatal(0, "", why, "BINARY_FILE")
     reader = _open_reader(fmt, raw, stream, workdir, issues, limits)
     run = _Run(fmt, options, workdir, issues, limits, token_counter)
+    # The reader parses the next chunk in a thread while this one is profiled; the
+    # columns are taken with each chunk (JSON readers add keys as they meet them).
+    chunks = Prefetcher(((c, list(reader.columns)) for c in reader.chunks()), "ingest-read")
     try:
-        for chunk in reader.chunks():
-            run.feed(chunk, reader.columns)
+        for chunk, columns in chunks:
+            run.feed(chunk, columns)
         if stream.error is not None:
             raise stream.error
         return run.finish(reader.columns, had_bom=stream.had_bom)
     finally:
+        chunks.close()
         run.close()
+
+
+def split_path(workdir: Path, split: str) -> Path:
+    """Where `ingest` writes the canonical Parquet file of `split`."""
+    return Path(workdir) / f"{split}.parquet"
 
 
 def _open_reader(fmt: DataFormat, raw: ByteSource, stream: Utf8Stream, workdir: Path,
@@ -160,6 +171,7 @@ class _Run:
         self.canon: Canonicalizer | None = None
         self.profiler: QualityProfiler | None = None
         self.writers: dict[str, pq.ParquetWriter] = {}
+        self.writes = BackgroundCalls("ingest-write")  # encoding + zstd off the profiler's thread
         self.pending: dict[str, list[pa.RecordBatch]] = {s: [] for s in SPLITS}
         self.pending_rows: dict[str, int] = dict.fromkeys(SPLITS, 0)
         self.pending_bytes: dict[str, int] = dict.fromkeys(SPLITS, 0)
@@ -202,7 +214,7 @@ class _Run:
         for split in SPLITS:
             # dictionary pages only pay off for labels; for free text they cost time
             self.writers[split] = pq.ParquetWriter(
-                self.workdir / f"{split}.parquet", schema, compression="zstd",
+                split_path(self.workdir, split), schema, compression="zstd",
                 use_dictionary=["label"] if "label" in schema.names else False)
 
     # --- per chunk -------------------------------------------------------------------
@@ -250,7 +262,8 @@ class _Run:
 
     def _flush(self, name: str) -> None:
         if self.pending[name]:
-            self.writers[name].write_table(pa.Table.from_batches(self.pending[name]))
+            self.writes.submit(self.writers[name].write_table,
+                               pa.Table.from_batches(self.pending[name]))
             self.pending[name] = []
             self.pending_rows[name] = 0
             self.pending_bytes[name] = 0
@@ -284,6 +297,7 @@ class _Run:
         issues.raise_if_any()
         for name in SPLITS:
             self._flush(name)
+        self.writes.wait()
         self.close()
         used = self.resolved.used()
         extra = {self.options.split.split_column: "split", self.options.split.group_column: "group"}
@@ -303,7 +317,7 @@ class _Run:
             columns=tuple(CANONICAL_COLUMNS[task]),
             label_names=tuple(self.label_counts),
             split_rows=dict(self.split_rows),
-            split_files={name: self.workdir / f"{name}.parquet" for name in SPLITS},
+            split_files={name: split_path(self.workdir, name) for name in SPLITS},
             report=report,
             source_columns=tuple(columns),
         )
@@ -321,6 +335,7 @@ class _Run:
         return f"the {FORMAT_NAMES.get(self.fmt, 'file')} file has no records"
 
     def close(self) -> None:
+        self.writes.close()
         for writer in self.writers.values():
             with contextlib.suppress(Exception):  # closing after another error
                 writer.close()

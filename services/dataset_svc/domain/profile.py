@@ -10,7 +10,6 @@ sampled text stay in) and the duplicate counts become estimates.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -315,20 +314,6 @@ def _hash_rows(offs: np.ndarray, data: np.ndarray | memoryview) -> np.ndarray:
 
 
 _xxh3 = xxhash.xxh3_64_intdigest
-_tls = threading.local()
-_SCRATCH_MAX = 16 << 20
-
-
-def _scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three uint8 work buffers of `n` bytes, reused per thread: fresh megabyte-sized
-    arrays cost a page fault per 4 KiB on every batch."""
-    if n > _SCRATCH_MAX:
-        return np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint8)
-    bufs = getattr(_tls, "bufs", None)
-    if bufs is None or len(bufs[0]) < n:
-        size = max(n, 1 << 20)
-        bufs = _tls.bufs = tuple(np.empty(size, np.uint8) for _ in range(3))
-    return bufs[0][:n], bufs[1][:n], bufs[2][:n]
 
 
 _offsets_data = pii_mod.string_buffers
@@ -360,17 +345,14 @@ def _normalised_hashes(arr: pa.Array, offs: np.ndarray, data: np.ndarray, ascii_
         arr = pc.replace_substring_regex(pc.utf8_lower(arr), _UNICODE_PUNCT, "")
         offs, data = _offsets_data(arr)
     n = len(data)
-    low, keep, out = _scratch(n + 1)
-    np.bitwise_or(data, np.uint8(0x20), out=low[:n])
-    np.subtract(low[:n], np.uint8(ord("a")), out=keep[:n])
-    np.less(keep[:n], 26, out=keep[:n].view(np.bool_))  # ASCII letter (either case)
+    low = data | np.uint8(0x20)
+    keep = np.zeros(n + 1, dtype=bool)  # one more: reduceat below needs an index < n + 1
+    np.less(low - np.uint8(ord("a")), 26, out=keep[:n])  # ASCII letter (either case)
     if not ascii_only:
         high = data >= 128
         keep[:n] |= high  # UTF-8 bytes of letters, already lower-cased
-        np.copyto(low[:n], data, where=high)
-    keep[n] = 0
-    kept = out[: int(np.count_nonzero(keep[:n]))]
-    np.compress(keep[:n].view(np.bool_), low[:n], out=kept)
+        np.copyto(low, data, where=high)
+    kept = np.compress(keep[:n], low)
     lens = offs[1:] - offs[:-1]
     wide = np.int32 if n < 2**31 else np.int64
     counts = np.add.reduceat(keep, offs[:-1], dtype=wide) if len(lens) else lens

@@ -38,7 +38,11 @@ from services.dataset_svc.domain.encoding import BOM, ByteSource, Utf8Stream
 from services.dataset_svc.domain.formats import PARQUET_MAGIC
 from services.dataset_svc.domain.validation import Issues, json_type
 
-CSV_BLOCK_BYTES = 512 << 10
+# pyarrow's streaming CSV reader reads up to 32 blocks ahead of the parser (not
+# configurable), so the block bounds that buffer; parsed blocks are then joined into
+# batches of about CSV_BATCH_BYTES, since every batch costs fixed per-call overhead.
+CSV_BLOCK_BYTES = 128 << 10
+CSV_BATCH_BYTES = 2 << 20
 READ_BYTES = 1 << 20
 TEXT_DECIDE_CHARS = 4 << 20  # plain text: paragraph or line mode is decided on this much
 
@@ -64,12 +68,14 @@ class CsvReader:
     """CSV/TSV through pyarrow's streaming reader, every column read as text."""
 
     def __init__(self, source: ByteSource, stream: Utf8Stream, issues: Issues,
-                 *, delimiter: str = ",", block_bytes: int = CSV_BLOCK_BYTES) -> None:
+                 *, delimiter: str = ",", block_bytes: int = CSV_BLOCK_BYTES,
+                 batch_bytes: int = CSV_BATCH_BYTES) -> None:
         self._source = source
         self._stream = stream
         self._issues = issues
         self._delimiter = delimiter
         self._block = block_bytes
+        self._batch_bytes = batch_bytes
         self.columns: list[str] = []
         self._next_record = 2  # pyarrow numbers records from 1, the header being 1
         self._skipped: set[int] = set()
@@ -111,12 +117,20 @@ class CsvReader:
                 convert_options=convert)
             self.columns = list(reader.schema.names)
             self._check_header()
+            parts: list[TableChunk] = []
+            size = 0
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     break
-                yield self._chunk(batch)
+                parts.append(self._chunk(batch))
+                size += batch.nbytes
+                if size >= self._batch_bytes:
+                    yield _joined(parts)
+                    parts, size = [], 0
+            if parts:
+                yield _joined(parts)
         except pa.ArrowException as exc:
             if self._stream.error is not None:
                 raise self._stream.error from None
@@ -188,6 +202,14 @@ class CsvReader:
                 self._last_multiline_line, "",
                 "a quoted value opened here is never closed (unbalanced '\"'); "
                 "the rest of the file was read as one value", "BROKEN_QUOTE")
+
+
+def _joined(parts: list[TableChunk]) -> TableChunk:
+    if len(parts) == 1:
+        return parts[0]
+    batch = pa.Table.from_batches([p.batch for p in parts]).combine_chunks().to_batches()[0]
+    return TableChunk(batch, np.concatenate([p.rows for p in parts]),
+                      np.concatenate([p.lines for p in parts]))
 
 
 def _may_hold_newline(col: pa.Array) -> bool:

@@ -89,16 +89,21 @@ class Issues:
 def check_strings(values: pa.Array, lines: np.ndarray, field: str, issues: Issues,
                   *, max_chars: int, required: bool = True) -> None:
     """Flags empty (or whitespace-only) values when `required`, and over-long ones."""
+    byte_lengths = pc.binary_length(values)  # never below the length in characters
     if required:
-        empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0), True)
+        # utf8_is_space stops at a value's first other character: no pass over the text
+        empty = pc.fill_null(pc.or_(pc.equal(byte_lengths, 0), pc.utf8_is_space(values)), True)
         issues.add_rows(empty.to_numpy(zero_copy_only=False), lines, field,
                         "the field is empty", "EMPTY_FIELD")
-    lengths = pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
-    long_rows = lengths > max_chars
-    if long_rows.any():
-        for i in np.flatnonzero(long_rows):
+    maybe_long = np.flatnonzero(
+        pc.fill_null(pc.greater(byte_lengths, max_chars), False).to_numpy(zero_copy_only=False))
+    if not len(maybe_long):
+        return
+    lengths = pc.utf8_length(values.take(pa.array(maybe_long))).to_numpy(zero_copy_only=False)
+    for i, length in zip(maybe_long.tolist(), lengths.tolist()):
+        if length > max_chars:
             issues.add(int(lines[i]), field,
-                       f"the field has {int(lengths[i]):,} characters; the limit is {max_chars:,}",
+                       f"the field has {length:,} characters; the limit is {max_chars:,}",
                        "FIELD_TOO_LONG")
 
 
