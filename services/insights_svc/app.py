@@ -17,6 +17,7 @@ from services.insights_svc.domain.experiments import (
     choose_variant,
 )
 from services.insights_svc.metrics import NO_VARIANT, WizardMetrics
+from services.insights_svc.records import ServiceRecords
 from services.insights_svc.settings import InsightsSettings
 from services.insights_svc.store import InsightsStore
 
@@ -28,7 +29,8 @@ MAX_ALLOWED_PROJECTS = 10_000
 
 class InsightsApp:
     def __init__(self, settings: InsightsSettings, store: InsightsStore, key_store: KeyStore,
-                 metrics: WizardMetrics) -> None:
+                 metrics: WizardMetrics, records: ServiceRecords) -> None:
+        self.records = records
         self.settings = settings
         self.store = store
         self.key_store = key_store
@@ -167,6 +169,8 @@ class InsightsApp:
         comments = [reports.Comment(SURVEY.format(project=r["project"], model=r["model"], version=r["version"]),
                                     r["overall"], r["comment"], r["create_time"])
                     for r in await self.store.comments()]
+        projects = await self.store.project_ids(self.settings.insights_report_max_projects)
+        recorded = await self.records.funnel(projects)
         return reports.SuccessReport(
             models_created=in_window,
             models_target=self.settings.insights_models_target,
@@ -178,5 +182,8 @@ class InsightsApp:
             satisfaction=reports.satisfaction_groups(await self.store.satisfaction_groups(),
                                                      await self.store.models_per_variant()),
             comments=comments,
+            recorded_funnel=reports.recorded_counts(recorded.steps, recorded.unavailable),
+            unavailable_sources=sorted(recorded.unavailable),
+            projects_counted=recorded.projects,
         )
 

@@ -101,4 +101,7 @@ def report_to_proto(r: reports.SuccessReport) -> success_report_pb2.SuccessRepor
                                      models_created=s.models_created) for s in r.satisfaction],
         comments=[M.Comment(survey_response=c.survey_response, overall=c.overall or 0, text=c.text,
                             create_time=_ts(c.create_time)) for c in r.comments],
+        recorded_funnel=[M.FunnelStepCount(step=funnel_pb2.FunnelStep.Value(f"FUNNEL_STEP_{f.step}"),
+                                           projects=f.projects, events=f.events) for f in r.recorded_funnel],
+        unavailable_sources=r.unavailable_sources, projects_counted=r.projects_counted,
     )

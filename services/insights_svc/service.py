@@ -15,6 +15,7 @@ from services.common.auth import KeyStore, migrate_iam
 from services.common.server import create_server, stop_server
 from services.insights_svc.app import InsightsApp
 from services.insights_svc.metrics import WizardMetrics
+from services.insights_svc.records import ServiceRecords
 from services.insights_svc.servicer import InsightsServicer
 from services.insights_svc.settings import InsightsSettings
 from services.insights_svc.store import SCHEMA, InsightsStore
@@ -32,6 +33,7 @@ class RunningInsightsService:
 
     async def stop(self, grace: float = 5) -> None:
         await stop_server(self.server, grace)
+        await self.app.records.close()
         await self.pool.close()
 
 
@@ -44,7 +46,9 @@ async def start(settings: InsightsSettings,
     await migrate_iam(pool)
     await db.migrate(pool, SCHEMA, MIGRATIONS)
     key_store = KeyStore(pool, internal_token=settings.internal_token)
-    app = InsightsApp(settings, InsightsStore(pool), key_store, WizardMetrics(meter_provider))
+    records = ServiceRecords(settings.internal_token, settings.dataset_service_endpoint,
+                             settings.training_service_endpoint, settings.registry_service_endpoint)
+    app = InsightsApp(settings, InsightsStore(pool), key_store, WizardMetrics(meter_provider), records)
 
     async def ready() -> bool:
         return await db.ping(pool)

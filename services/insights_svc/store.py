@@ -141,6 +141,11 @@ class InsightsStore:
             "SELECT project, count(*) AS n FROM funnel_events WHERE step = 'MODEL_SAVED' "
             "AND failure_category = '' GROUP BY project")
 
+    async def project_ids(self, limit: int) -> list[str]:
+        """Projects to ask the other services about (iam is the shared schema every service reads)."""
+        rows = await self.pool.fetch("SELECT project_id FROM iam.projects ORDER BY project_id LIMIT $1", limit)
+        return [r["project_id"] for r in rows]
+
     async def comments(self, limit: int = 100) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT project, model, version, overall, comment, create_time FROM survey_responses "

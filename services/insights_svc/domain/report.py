@@ -68,6 +68,9 @@ class SuccessReport:
     failures_by_category: dict[str, int]
     satisfaction: list[Satisfaction]
     comments: list[Comment]
+    recorded_funnel: list[FunnelStepCount] = field(default_factory=list)
+    unavailable_sources: list[str] = field(default_factory=list)
+    projects_counted: int = 0
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -90,6 +93,17 @@ def funnel_counts(rows) -> list[FunnelStepCount]:
                                    float(r["seconds"] or 0) if r else 0.0))
         previous = projects
     return out
+
+
+# Which service's records show each step.
+RECORD_SOURCES = {"DATASET_VALID": "dataset", "JOB_STARTED": "training", "JOB_SUCCEEDED": "training",
+                  "MODEL_SAVED": "registry"}
+
+
+def recorded_counts(steps: dict[str, list[int]], unavailable: set[str]) -> list[FunnelStepCount]:
+    """Steps whose service answered for every project (a partial count would mislead)."""
+    return [FunnelStepCount(step, projects, total, 0.0, 0.0) for step, (projects, total) in steps.items()
+            if RECORD_SOURCES[step] not in unavailable]
 
 
 def satisfaction_groups(rows, models_per_variant) -> list[Satisfaction]:
