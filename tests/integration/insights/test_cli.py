@@ -61,3 +61,17 @@ async def test_sdk_survey_and_variant(insights):
             client.insights.answer_survey("genres@8", 4, ease={"lunch": 2})
     finally:
         client.close()
+
+
+async def test_admin_key_tool_makes_a_key_the_admin_api_accepts(insights, database_url):
+    from services.insights_svc.admin_key import create_admin_key
+
+    key = await create_admin_key(database_url, "ops-tool")
+    client = mtw.Client(f"127.0.0.1:{insights.running.port}", key, project="ops-tool")
+    try:
+        config = await asyncio.to_thread(client.insights.set_rollout, contact="ops@mtw.example")
+        assert config.contact == "ops@mtw.example" and config.rollout_percent == 100
+    finally:
+        await insights.running.pool.execute("DELETE FROM iam.rollout")
+        insights.running.app.key_store.rollout.forget()
+        client.close()
