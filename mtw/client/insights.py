@@ -130,9 +130,9 @@ class InsightsResource:
                 Experiment.Variant(id=v, weight=w, parameters=dict((parameters or {}).get(v, {})))
                 for v, w in variants.items()])), idempotent=False)
 
-    def experiments(self, *, limit: int | None = None) -> Iterator[Experiment]:
+    def experiments(self, *, filter: str = "", limit: int | None = None) -> Iterator[Experiment]:
         return iterate_pages(lambda token: self._call(self._stub.ListExperiments, svc.ListExperimentsRequest(
-            page_token=token)), "experiments", limit=limit)
+            filter=filter, page_token=token)), "experiments", limit=limit)
 
     def success_report(self) -> SuccessReport:
         return self._call(self._stub.GetSuccessReport, svc.GetSuccessReportRequest(name="successReport"))

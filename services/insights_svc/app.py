@@ -8,6 +8,7 @@ from datetime import datetime
 from services.common import names, rollout
 from services.common.auth import KeyStore, audit, check_project, require_admin
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
+from services.common.filtering import parse_filter
 from services.insights_svc.domain import report as reports
 from services.insights_svc.domain import survey as surveys
 from services.insights_svc.domain.experiments import (
@@ -86,9 +87,15 @@ class InsightsApp:
                 "variants": {v.id: v.weight for v in exp.variants}}, service=SERVICE)
         return created
 
-    async def list_experiments(self, limit: int, after: tuple[datetime, str] | None) -> list[Experiment]:
+    async def list_experiments(self, limit: int, after: tuple[datetime, str] | None,
+                               filter_text: str = "") -> list[Experiment]:
         require_admin()
-        return await self.store.list_experiments(limit, after)
+        wanted = {"description": "", "variants": ""}
+        for term in parse_filter(filter_text, tuple(wanted)):
+            if term.op != ":":
+                raise InvalidArgument.field("filter", f"use {term.field}:\"…\" (only ':' is supported)")
+            wanted[term.field] = term.value
+        return await self.store.list_experiments(limit, after, wanted["description"], wanted["variants"])
 
     async def assignment(self, name: str) -> Assignment:
         """The project's variant, recorded the first time it is read."""

@@ -53,12 +53,12 @@ class InsightsServicer(insights_service_pb2_grpc.InsightsServiceServicer):
     async def ListExperiments(self, request, context):
         size = pagination.page_size(request.page_size)
         secret = self.app.settings.page_token_secret
-        fingerprint = pagination.request_fingerprint("experiments")
+        fingerprint = pagination.request_fingerprint("experiments", request.filter)
         after = None
         if request.page_token:
             state = pagination.decode_page_token(secret, request.page_token, fingerprint)
             after = (datetime.fromisoformat(state["t"]), state["id"])
-        items = await self.app.list_experiments(size + 1, after)
+        items = await self.app.list_experiments(size + 1, after, request.filter)
         token = ""
         if len(items) > size:
             items = items[:size]

@@ -43,15 +43,15 @@ class InsightsStore:
         row = await self.pool.fetchrow("SELECT * FROM experiments WHERE experiment_id = $1", experiment_id)
         return _experiment(row) if row else None
 
-    async def list_experiments(self, limit: int, after: tuple[Any, str] | None) -> list[Experiment]:
+    async def list_experiments(self, limit: int, after: tuple[Any, str] | None,
+                               description_has: str = "", variant: str = "") -> list[Experiment]:
         """Newest first, keyset-paged on (create_time, experiment_id)."""
-        if after is None:
-            rows = await self.pool.fetch(
-                "SELECT * FROM experiments ORDER BY create_time DESC, experiment_id DESC LIMIT $1", limit)
-        else:
-            rows = await self.pool.fetch(
-                "SELECT * FROM experiments WHERE (create_time, experiment_id) < ($2::timestamptz, $3) "
-                "ORDER BY create_time DESC, experiment_id DESC LIMIT $1", limit, after[0], after[1])
+        rows = await self.pool.fetch(
+            "SELECT * FROM experiments WHERE ($2::timestamptz IS NULL OR (create_time, experiment_id) < ($2, $3)) "
+            "AND ($4 = '' OR strpos(lower(description), lower($4)) > 0) "
+            "AND ($5 = '' OR variants @> jsonb_build_array(jsonb_build_object('id', $5::text))) "
+            "ORDER BY create_time DESC, experiment_id DESC LIMIT $1",
+            limit, after[0] if after else None, after[1] if after else "", description_has, variant)
         return [_experiment(r) for r in rows]
 
     async def record_assignment(self, project: str, experiment_id: str, variant: str) -> tuple[str, Any]:

@@ -16,9 +16,20 @@ from google.api import field_behavior_pb2
 import mtw
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "dataset", "training", "evaluation", "registry")
+PACKAGES = ("common", "dataset", "training", "evaluation", "registry", "insights")
 
 EXPECTED_RPCS = {
+    "mtw.insights.v1.InsightsService": {
+        "GetRolloutConfig",
+        "UpdateRolloutConfig",
+        "CreateExperiment",
+        "ListExperiments",
+        "GetExperimentAssignment",
+        "CreateSurveyResponse",
+        "GetSurveyResponse",
+        "RecordFunnelEvent",
+        "GetSuccessReport",
+    },
     "mtw.dataset.v1.DatasetService": {
         "CreateDataset",
         "GetDataset",

@@ -145,9 +145,26 @@ async def test_experiment_assignment_is_stable_and_recorded(insights, service_se
     exp = await _create_primary_experiment(insights)
     assert exp.name == f"experiments/{PRIMARY_EXPERIMENT}" and len(exp.variants) == 2
     await _expect(_create_primary_experiment(insights), grpc.StatusCode.ALREADY_EXISTS)
+    await insights.stub.CreateExperiment(pb.CreateExperimentRequest(
+        experiment_id=f"{PRIMARY_EXPERIMENT}-recs", experiment=experiment_pb2.Experiment(
+            variants=[experiment_pb2.Experiment.Variant(id="on", weight=1)])), metadata=insights.auth("admin"))
     listed = await insights.stub.ListExperiments(pb.ListExperimentsRequest(page_size=1),
                                                  metadata=insights.auth("admin"))
-    assert len(listed.experiments) == 1
+    assert len(listed.experiments) == 1 and listed.next_page_token
+    token = listed.next_page_token
+    rest = await insights.stub.ListExperiments(pb.ListExperimentsRequest(page_size=1, page_token=token),
+                                               metadata=insights.auth("admin"))
+    assert {listed.experiments[0].name, rest.experiments[0].name} >= {exp.name}
+    found = await insights.stub.ListExperiments(pb.ListExperimentsRequest(
+        filter='variants:"quality" AND description:"PRESET"'), metadata=insights.auth("admin"))
+    assert exp.name in [e.name for e in found.experiments]
+    none = await insights.stub.ListExperiments(pb.ListExperimentsRequest(filter='variants:"slow"'),
+                                               metadata=insights.auth("admin"))
+    assert exp.name not in [e.name for e in none.experiments]
+    await _expect(insights.stub.ListExperiments(pb.ListExperimentsRequest(filter='owner="x"'),
+                                                metadata=insights.auth("admin")), grpc.StatusCode.INVALID_ARGUMENT)
+    await _expect(insights.stub.ListExperiments(pb.ListExperimentsRequest(page_token=token, filter='variants:"a"'),
+                                                metadata=insights.auth("admin")), grpc.StatusCode.INVALID_ARGUMENT)
     project = insights.projects[0]
     name = f"projects/{project}/experimentAssignments/{PRIMARY_EXPERIMENT}"
     first = await insights.stub.GetExperimentAssignment(pb.GetExperimentAssignmentRequest(name=name),
