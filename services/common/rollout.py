@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,8 @@ from datetime import datetime
 import asyncpg
 
 from services.common.errors import PermissionDenied
+
+log = logging.getLogger(__name__)
 
 BUCKETS = 10_000
 DEFAULT_CONTACT = "your MTW administrator to add it to the beta"
@@ -93,7 +96,14 @@ class RolloutGate:
             return self._config
         async with self._lock:  # one reader refreshes; concurrent calls wait for it
             if self._config is None or time.monotonic() >= self._expires:
-                self._config = await read_config(self.pool)
+                try:
+                    self._config = await read_config(self.pool)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                    if self._config is None:
+                        raise
+                    # A database blip must not turn every authenticated call into an
+                    # error: keep the last setting read and try again after the TTL.
+                    log.warning("could not re-read the rollout setting, keeping the last one: %s", err)
                 self._expires = time.monotonic() + self.ttl
         return self._config
 
