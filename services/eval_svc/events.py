@@ -4,9 +4,8 @@
 synchronous for its caller and talks to PostgreSQL from one private event-loop thread;
 every state change and progress report goes through :func:`store.record_event`.
 
-``EventHub`` runs in the service: one connection LISTENs on ``evaluation_events`` and
-wakes the watchers of that evaluation, who then read the new rows (the rows are the
-truth; a lost notification costs at most the poll interval).
+``EventHub`` runs in the service: a :class:`NotifyHub` on ``evaluation_events`` that
+wakes the watchers of an evaluation, who then read the new rows.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
+from services.common.notify import NotifyHub
 from services.eval_svc import store
 from services.eval_svc.domain.model import Event, ExampleResult, Failure, JobState, Results
 
@@ -117,65 +115,8 @@ class PgEvalSink:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-class EventHub:
-    """Wakes the watchers of an evaluation when one of its events is inserted (LISTEN/NOTIFY)."""
+class EventHub(NotifyHub):
+    """Wakes the watchers of an evaluation when one of its events is inserted."""
 
     def __init__(self, database_url: str, poll_seconds: float = 5.0) -> None:
-        self.database_url = database_url
-        self.poll_seconds = poll_seconds
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._conn: asyncpg.Connection | None = None
-        self._keeper: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        await self._connect()
-        self._keeper = asyncio.create_task(self._keep_listening())
-
-    async def _connect(self) -> None:
-        self._conn = await asyncpg.connect(self.database_url)
-        await self._conn.add_listener(CHANNEL, self._on_notify)
-
-    async def _keep_listening(self) -> None:
-        while True:
-            await asyncio.sleep(2)
-            if self._conn is None or self._conn.is_closed():
-                try:
-                    await self._connect()
-                    self._wake_all()
-                except Exception:  # noqa: BLE001
-                    log.warning("event listener cannot reach the database; retrying")
-
-    async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
-        self._wake_all()
-
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        for event in self._waiters.get(payload.rsplit("/", 1)[0], ()):
-            event.set()
-
-    def _wake_all(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self, project: str, evaluation_id: str) -> AsyncIterator[asyncio.Event]:
-        key = f"{project}/{evaluation_id}"
-        event = asyncio.Event()
-        self._waiters[key].add(event)
-        try:
-            yield event
-        finally:
-            self._waiters[key].discard(event)
-            if not self._waiters[key]:
-                del self._waiters[key]
-
-    async def wait(self, event: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.poll_seconds)
-        event.clear()
+        super().__init__(database_url, CHANNEL, poll_seconds)
