@@ -137,7 +137,7 @@ def fetch_folder(
     final = cache_root / key
     with _locked(cache_root / f"{key}.lock"):
         if (final / _MARKER).is_file():
-            os.utime(final / _MARKER)  # the marker's mtime is the entry's last use
+            _touch(final / _MARKER)
             return final
         source = _Source(objects_or_s3)
         files = [(rel, size) for rel, size in source.list(bucket, prefix)
@@ -165,12 +165,20 @@ def fetch_folder(
                     while chunk := stream.read(CHUNK_BYTES):
                         out.write(chunk)
             (staging / _MARKER).write_text(json.dumps({"uri": uri, "bytes": total}))
+            _touch(staging / _MARKER)
             shutil.rmtree(final, ignore_errors=True)  # a half-made copy of an earlier crash
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return final
+
+
+def _touch(marker: Path) -> None:
+    """The marker's mtime is the entry's last use. Set from the clock in nanoseconds: the
+    file system's own timestamps are coarse (milliseconds), and quick uses would tie."""
+    now = time.time_ns()
+    os.utime(marker, ns=(now, now))
 
 
 def _evict(cache_root: Path, budget: int, keep: str) -> None:
@@ -183,7 +191,7 @@ def _evict(cache_root: Path, budget: int, keep: str) -> None:
                 continue
             try:
                 size = int(json.loads(marker.read_text()).get("bytes") or _folder_bytes(folder))
-                entries.append((marker.stat().st_mtime, size, folder))
+                entries.append((marker.stat().st_mtime_ns, size, folder))
             except (OSError, ValueError):
                 continue
         used = sum(size for _, size, _ in entries)
