@@ -72,6 +72,7 @@ PARTS = {
         Part("training", "services.training_svc", 50052),
         Part("evaluation", "services.eval_svc", 50053),
         Part("registry", "services.registry_svc", 50054),
+        Part("insights", "services.insights_svc", 50055),
         Part("gateway", "gateway", 8080, grpc=False),
     )
 }
