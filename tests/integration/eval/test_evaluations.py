@@ -118,6 +118,12 @@ async def test_tuned_classifier_is_measured_against_its_base_model(world):
     assert 0 <= metrics["ece"].value <= 1 and results.calibration.bins
     assert metrics["accuracy"].confidence_interval.lower <= metrics["accuracy"].value
     assert "base model" in results.summary and results.examples_per_second > 0
+    events = [e async for e in s.stub.WatchEvaluation(epb.WatchEvaluationRequest(name=done.name),
+                                                      metadata=s.auth())]
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].state_change.state == SUCCEEDED
+    progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
+    assert progress[-1].progress.examples_done == total and "accuracy" in progress[-1].running_metrics
     print(f"tuned: {results.summary} ({results.examples_per_second:.0f} examples/s)")
 
     # The worst first; one cell of the confusion matrix through a filter, over several pages.
@@ -195,6 +201,10 @@ async def test_cancel_stops_a_running_evaluation(world):
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await s.stub.ListExampleResults(epb.ListExampleResultsRequest(parent=created.name), metadata=s.auth())
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await s.stub.DeleteEvaluation(epb.DeleteEvaluationRequest(name=created.name), metadata=s.auth())
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await s.get(created.name)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_another_projects_evaluation_is_not_found(world):
