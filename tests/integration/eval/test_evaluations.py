@@ -267,3 +267,28 @@ async def test_sdk_and_cli_read_evaluations(world):
         with redirect_stdout(out):
             code = await asyncio.to_thread(main, ["--json", "evals", "show", done[0].name.rsplit("/", 1)[1]])
     assert code == 0 and json.loads(out.getvalue())["name"] == done[0].name
+
+
+async def test_chat_sft_answers_are_generated_and_scored(world):
+    from tests.integration.training.service_harness import chat_jsonl
+
+    s = world
+    version = await s.stack.upload(chat_jsonl(120), "chat.jsonl")
+    job = await _train(s.stack, base_model="baseModels/tiny-gpt2", dataset_version=version,
+                       hyperparameters=hp.Hyperparameters(max_steps=12, per_device_batch_size=8, max_seq_length=64,
+                                                          learning_rate=2e-3, eval_interval_steps=12,
+                                                          checkpoint_interval_steps=12, num_workers=1,
+                                                          early_stopping_patience=0, warmup_ratio=0.0))
+    created = await s.create(tuning_job=job.name, config=evaluation_pb2.EvaluationConfig(max_new_tokens=12,
+                                                                                         sample_count=2))
+    assert created.dataset_version == version  # the job's data by default
+    done = await s.wait(created.name)
+    assert done.state == SUCCEEDED, done.failure
+    metrics = {m.name: m.value for m in done.results.metrics}
+    assert list(metrics) == ["loss", "perplexity", "exact_match", "rouge_l", "bleu"]
+    examples, total = await s.examples(done.name)
+    assert total == done.results.example_count and all(e.prediction for e in examples)
+    assert metrics["rouge_l"] == pytest.approx(sum(e.metrics["rouge_l"] for e in examples) / total)
+    assert metrics["exact_match"] == pytest.approx(sum(e.correct for e in examples) / total)
+    assert all(e.score == e.metrics["rouge_l"] for e in examples)
+    assert 0 < len(done.results.samples) <= 2 and "<|assistant|>" in done.results.samples[0].prompt
