@@ -41,7 +41,7 @@ class Gateway:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60, **kwargs)
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package")
 async def gateway(service_settings) -> AsyncIterator[Gateway]:
     # Instrument gRPC before the services' servers exist, so their spans join the trace.
     setup_telemetry("gateway-tests", configure_logs=False)
@@ -58,7 +58,7 @@ async def gateway(service_settings) -> AsyncIterator[Gateway]:
     await stop_stack(stack)
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package")
 async def alpha(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway.client("alpha") as client:
         yield client
