@@ -19,7 +19,7 @@ import grpc
 from mtw.client import names
 from mtw.client.jobs import base_model_name, job_name
 from mtw.client.pagination import iterate_pages
-from mtw.client.transport import USE_DEFAULT, SyncTransport
+from mtw.client.transport import USE_DEFAULT, SyncTransport, end_stream
 from mtw.errors import MtwError, Unavailable, from_rpc_error
 from mtw.evaluation.v1 import (
     evaluation_event_pb2,
@@ -163,4 +163,4 @@ class EvaluationsResource:
                 failures += 1
                 time.sleep(min(5.0, 0.2 * 2**failures))
             finally:
-                call.cancel()
+                end_stream(call)

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 from mtw.client import names
 from mtw.client.pagination import aiterate_pages, iterate_pages
-from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport
+from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport, aend_stream, end_stream
 from mtw.errors import MtwError, Unavailable, from_rpc_error
 from mtw.training.v1 import (
     base_model_pb2,
@@ -252,7 +252,7 @@ class JobsResource:
                 failures += 1
                 time.sleep(_backoff(failures))
             finally:
-                call.cancel()
+                end_stream(call)
 
 
 class AsyncJobsResource:
@@ -346,4 +346,4 @@ class AsyncJobsResource:
                 failures += 1
                 await asyncio.sleep(_backoff(failures))
             finally:
-                call.cancel()
+                await aend_stream(call)

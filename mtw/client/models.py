@@ -25,7 +25,7 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from mtw.client import names
 from mtw.client.pagination import aiterate_pages, iterate_pages
-from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport
+from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport, aend_stream, end_stream
 from mtw.errors import MtwError, from_rpc_error
 from mtw.registry.v1 import (
     alias_history_pb2,
@@ -377,7 +377,7 @@ class ModelsResource:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         finally:
-            call.cancel()
+            end_stream(call)
 
 
 class AsyncModelsResource:
@@ -442,4 +442,4 @@ class AsyncModelsResource:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         finally:
-            call.cancel()
+            await aend_stream(call)

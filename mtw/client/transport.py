@@ -39,6 +39,25 @@ CHANNEL_OPTIONS = [
 USE_DEFAULT = object()  # sentinel: "use the client's default timeout"
 
 
+def end_stream(call: Any) -> None:
+    """Stop reading a server stream: a call is cancelled; a plain generator (what a client
+    interceptor such as OpenTelemetry's returns) is closed."""
+    cancel = getattr(call, "cancel", None)
+    if cancel is not None:
+        cancel()
+    elif hasattr(call, "close"):
+        call.close()
+
+
+async def aend_stream(call: Any) -> None:
+    """The grpc.aio twin of :func:`end_stream`."""
+    cancel = getattr(call, "cancel", None)
+    if cancel is not None:
+        cancel()
+    elif hasattr(call, "aclose"):
+        await call.aclose()
+
+
 class _CallDetails(
     collections.namedtuple(
         "_CallDetails",
