@@ -57,7 +57,7 @@ run: install
 	$(PY) -m devstack
 
 test: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -q -rfE --durations=25 tests
 
 test-unit: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/unit

@@ -118,3 +118,47 @@ def _stop_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
         return
+
+
+# Run in a child process: the test process may or may not be attached to the cluster.
+_IDLE_CHECK = r"""
+import json, sys, time
+import ray
+from ray._raylet import PlacementGroupID
+from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+address, timeout = sys.argv[1], float(sys.argv[2])
+ray.init(address=address, include_dashboard=False, log_to_driver=False)
+deadline = time.monotonic() + timeout
+while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+else:
+    print(json.dumps([]))
+    sys.exit(0)
+leaks = []
+for pg_id, pg in placement_group_table().items():
+    if pg["state"] != "REMOVED":
+        leaks.append(f"placement group {pg_id} ({pg['state']}, {pg['name'] or 'unnamed'})")
+        remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+from ray.util.state import list_actors
+for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+    leaks.append(f"actor {actor.class_name} {actor.name or actor.actor_id}")
+    if actor.name:
+        ray.kill(ray.get_actor(actor.name, namespace=actor.ray_namespace), no_restart=True)
+print(json.dumps(leaks))
+"""
+
+
+def release_leftovers(address: str, timeout: float = 90) -> list[str]:
+    """Waits up to ``timeout`` s for every CPU of the cluster to be free again. If some
+    stay held, removes every placement group and kills every named actor, and returns
+    what was left behind (empty when the cluster went idle by itself)."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _IDLE_CHECK, address, str(timeout)],
+        env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=timeout + 120, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -35,6 +35,23 @@ def ray_cluster() -> Iterator[str]:
         stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_left_idle(request) -> Iterator[None]:
+    """After a module whose tests use Ray: the cluster must be idle again. Runs or
+    placement groups a module leaves behind would hold the CPUs the next module's runs
+    wait for, for ever; they are released, and the module's teardown fails naming them."""
+    yield
+    uses_ray = any(
+        item.module is request.module and "ray_cluster" in item.fixturenames for item in request.session.items
+    )
+    if not uses_ray:
+        return
+    from tests.ray_head import release_leftovers
+
+    leaks = release_leftovers(request.getfixturevalue("ray_cluster"))
+    assert not leaks, f"{request.module.__name__} left Ray resources held: {leaks}"
+
+
 @pytest.fixture(scope="session")
 def ray_client(ray_cluster: str) -> Iterator[str]:
     """This test process attached to ``ray_cluster`` (unless a scheduler under test already is)."""
