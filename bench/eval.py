@@ -112,11 +112,11 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     from services.common.task import Task
+    from services.common.worker_storage import S3Access
     from services.eval_svc.domain import metrics
     from services.eval_svc.domain.model import EvalConfig, RunSpec
     from services.eval_svc.events import PgEvalSink
     from services.eval_svc.runner import run
-    from services.training_svc.trainer.storage import S3Access
 
     os.environ["MTW_EVAL_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)

@@ -9,18 +9,14 @@ given by id (expanded with the client's project), by full name, or as a returned
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import grpc
-
 from mtw.client import names
 from mtw.client.jobs import base_model_name, job_name
 from mtw.client.pagination import iterate_pages
-from mtw.client.transport import USE_DEFAULT, SyncTransport, end_stream
-from mtw.errors import MtwError, Unavailable, from_rpc_error
+from mtw.client.transport import USE_DEFAULT, SyncTransport, follow
 from mtw.evaluation.v1 import (
     evaluation_event_pb2,
     evaluation_pb2,
@@ -147,20 +143,5 @@ class EvaluationsResource:
     def watch(self, evaluation: Any, *, after: int = 0, reconnect: bool = True) -> Iterator[EvaluationEvent]:
         """Events from ``after`` on, live, until the evaluation ends (re-opened after a drop)."""
         name = self._name(evaluation)
-        last, failures = after, 0
-        while True:
-            call = self._stub.WatchEvaluation(svc.WatchEvaluationRequest(name=name, after_sequence_number=last))
-            try:
-                for event in call:
-                    failures = 0
-                    last = event.sequence_number
-                    yield event
-                return
-            except grpc.RpcError as e:
-                error: MtwError = from_rpc_error(e)
-                if not reconnect or not isinstance(error, Unavailable) or failures >= 10:
-                    raise error from None
-                failures += 1
-                time.sleep(min(5.0, 0.2 * 2**failures))
-            finally:
-                end_stream(call)
+        yield from follow(lambda last: self._stub.WatchEvaluation(
+            svc.WatchEvaluationRequest(name=name, after_sequence_number=last)), after, reconnect)

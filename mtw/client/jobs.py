@@ -10,19 +10,16 @@ Hyperparameters are keyword arguments or a mapping with the proto's field names
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from mtw.client import names
 from mtw.client.pagination import aiterate_pages, iterate_pages
-from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport, aend_stream, end_stream
-from mtw.errors import MtwError, Unavailable, from_rpc_error
+from mtw.client.transport import USE_DEFAULT, AsyncTransport, SyncTransport, afollow, follow
 from mtw.training.v1 import (
     base_model_pb2,
     hyperparameters_pb2,
@@ -138,18 +135,6 @@ def _model_name(ref: str, project: str) -> str:
     return ref if ref.startswith("projects/") else f"projects/{project}/models/{ref}"
 
 
-def _reconnectable(e: grpc.RpcError, failures: int, reconnect: bool) -> MtwError | None:
-    """None when a dropped watch should be re-opened, else the error to raise."""
-    error: MtwError = from_rpc_error(e)
-    if not reconnect or not isinstance(error, Unavailable) or failures >= 10:
-        return error
-    return None
-
-
-def _backoff(failures: int) -> float:
-    return min(5.0, 0.2 * 2**failures)
-
-
 class JobsResource:
     """Base models and tuning jobs of the client's project (sync). Reached as ``client.jobs``."""
 
@@ -237,22 +222,8 @@ class JobsResource:
         """Events from ``after`` on, live, until the job ends. A dropped stream is re-opened
         after the last event seen, so nothing is missed or repeated."""
         name = self._r.job(job)
-        last, failures = after, 0
-        while True:
-            call = self._stub.WatchTuningJob(svc.WatchTuningJobRequest(name=name, after_sequence_number=last))
-            try:
-                for event in call:
-                    failures = 0
-                    last = event.sequence_number
-                    yield event
-                return
-            except grpc.RpcError as e:
-                if (error := _reconnectable(e, failures, reconnect)) is not None:
-                    raise error from None
-                failures += 1
-                time.sleep(_backoff(failures))
-            finally:
-                end_stream(call)
+        yield from follow(lambda last: self._stub.WatchTuningJob(
+            svc.WatchTuningJobRequest(name=name, after_sequence_number=last)), after, reconnect)
 
 
 class AsyncJobsResource:
@@ -331,19 +302,8 @@ class AsyncJobsResource:
         """``async for event in client.jobs.watch(job)``: live until the job ends, re-opened
         after the last event seen when the stream drops."""
         name = self._r.job(job)
-        last, failures = after, 0
-        while True:
-            call = self._stub.WatchTuningJob(svc.WatchTuningJobRequest(name=name, after_sequence_number=last))
-            try:
-                async for event in call:
-                    failures = 0
-                    last = event.sequence_number
-                    yield event
-                return
-            except grpc.RpcError as e:
-                if (error := _reconnectable(e, failures, reconnect)) is not None:
-                    raise error from None
-                failures += 1
-                await asyncio.sleep(_backoff(failures))
-            finally:
-                await aend_stream(call)
+        events = afollow(lambda last: self._stub.WatchTuningJob(
+            svc.WatchTuningJobRequest(name=name, after_sequence_number=last)), after, reconnect)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event

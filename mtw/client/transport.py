@@ -8,8 +8,10 @@ exponential backoff on UNAVAILABLE when the caller marks it idempotent, and rais
 
 from __future__ import annotations
 
+import asyncio
 import collections
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -24,7 +26,7 @@ from tenacity import (
 
 from mtw import __version__
 from mtw.client.config import ClientConfig
-from mtw.errors import Unavailable, from_rpc_error
+from mtw.errors import MtwError, Unavailable, from_rpc_error
 
 T = TypeVar("T")
 
@@ -56,6 +58,63 @@ async def aend_stream(call: Any) -> None:
         cancel()
     elif hasattr(call, "aclose"):
         await call.aclose()
+
+
+MAX_RECONNECTS = 10
+
+
+def follow(open_stream: Callable[[int], Any], after: int, reconnect: bool = True) -> Iterator[Any]:
+    """The events of a ``Watch…`` stream, ``open_stream(after_sequence_number)``: a stream
+    that drops (UNAVAILABLE) is re-opened after the last event seen, so nothing is missed
+    or repeated; any other error, or too many drops in a row, is raised."""
+    last, failures = after, 0
+    while True:
+        call = open_stream(last)
+        try:
+            for event in call:
+                failures = 0
+                last = event.sequence_number
+                yield event
+            return
+        except grpc.RpcError as e:
+            if (error := _reconnectable(e, failures, reconnect)) is not None:
+                raise error from None
+            failures += 1
+            time.sleep(_backoff(failures))
+        finally:
+            end_stream(call)
+
+
+async def afollow(open_stream: Callable[[int], Any], after: int, reconnect: bool = True) -> AsyncIterator[Any]:
+    """The grpc.aio twin of :func:`follow`."""
+    last, failures = after, 0
+    while True:
+        call = open_stream(last)
+        try:
+            async for event in call:
+                failures = 0
+                last = event.sequence_number
+                yield event
+            return
+        except grpc.RpcError as e:
+            if (error := _reconnectable(e, failures, reconnect)) is not None:
+                raise error from None
+            failures += 1
+            await asyncio.sleep(_backoff(failures))
+        finally:
+            await aend_stream(call)
+
+
+def _reconnectable(e: grpc.RpcError, failures: int, reconnect: bool) -> MtwError | None:
+    """None when a dropped stream should be re-opened, else the error to raise."""
+    error: MtwError = from_rpc_error(e)
+    if not reconnect or not isinstance(error, Unavailable) or failures >= MAX_RECONNECTS:
+        return error
+    return None
+
+
+def _backoff(failures: int) -> float:
+    return min(5.0, 0.2 * 2**failures)
 
 
 class _CallDetails(

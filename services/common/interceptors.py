@@ -1,4 +1,5 @@
-"""Server interceptors (errors → rich statuses, API-key auth) and a client-side helper.
+"""Server interceptors (call metrics, errors → rich statuses, API-key auth) and a
+client-side helper.
 
 Both interceptors wrap the *behaviour* of the RpcMethodHandler rather than acting in
 ``intercept_service`` itself: only inside the behaviour can an error become a status
@@ -8,8 +9,10 @@ servicer. All four RPC kinds are handled.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -167,6 +170,67 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return _wrap_handler(handler, wrap, handler_call_details.method)
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+class _CallMetrics:
+    """The instruments, made on first use from the process's MeterProvider (set up by
+    ``setup_telemetry``; without one they are no-ops)."""
+
+    def __init__(self) -> None:
+        from opentelemetry import metrics
+
+        meter = metrics.get_meter("mtw.rpc")
+        # OpenTelemetry's RPC semantic conventions: rpc.server.duration in milliseconds.
+        self.duration = meter.create_histogram("rpc.server.duration", unit="ms",
+                                               description="Duration of inbound gRPC calls")
+        self.calls = meter.create_counter("rpc.server.calls", unit="{call}",
+                                          description="Inbound gRPC calls by method and status code")
+
+
+class _MetricsScope:
+    def __init__(self, instruments: _CallMetrics, context: grpc.aio.ServicerContext, method: str) -> None:
+        self.instruments = instruments
+        self.context = context
+        self.service, _, self.method = method.lstrip("/").rpartition("/")
+        self.start = 0.0
+
+    async def __aenter__(self) -> None:
+        self.start = time.perf_counter()
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        code = "OK"
+        if isinstance(exc, grpc.aio.AbortError):  # the error interceptor set the status
+            status = self.context.code()
+            code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+        elif exc is not None:
+            code = "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
+        attributes = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.method,
+                      "rpc.grpc.status_code": code}
+        self.instruments.duration.record((time.perf_counter() - self.start) * 1000, attributes)
+        self.instruments.calls.add(1, attributes)
+        return False
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every call and records its duration, by service, method and status code.
+    Outermost, so the time and the status include auth and error handling."""
+
+    def __init__(self) -> None:
+        self._instruments: _CallMetrics | None = None
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if self._instruments is None:
+            self._instruments = _CallMetrics()
+        instruments = self._instruments
+
+        def wrap(behaviour, _req_stream, resp_stream, method):
+            return _guard(behaviour, resp_stream, lambda ctx: _MetricsScope(instruments, ctx, method))
+
+        return _wrap_handler(handler, wrap, handler_call_details.method)
+
+
 # --------------------------------------------------------------------------- auth
 
 
@@ -257,6 +321,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "AuthInterceptor",
     "ErrorInterceptor",
+    "MetricsInterceptor",
     "bearer_token",
     "error_details",
     "error_status",

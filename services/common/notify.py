@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -83,3 +84,29 @@ class NotifyHub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), self.poll_seconds)
         event.clear()
+
+    async def follow(self, project: str, resource_id: str, after: int, *,
+                     read: Callable[[int, int], Awaitable[list[Any]]], is_final: Callable[[Any], bool],
+                     has_ended: Callable[[], Awaitable[bool]], batch: int = 500) -> AsyncIterator[Any]:
+        """A resource's events after sequence ``after``: the stored ones, then live ones,
+        until its final event (or, for a resource that ended without one, its last).
+
+        ``read(after, limit)`` lists stored events in order (each has ``.sequence``);
+        ``has_ended()`` says whether the resource is in a terminal state.
+        """
+        async with self.subscribe(project, resource_id) as woken:
+            while True:
+                events = await read(after, batch)
+                for event in events:
+                    yield event
+                    after = event.sequence
+                if events and is_final(events[-1]):
+                    return
+                if len(events) == batch:
+                    continue
+                if not events:
+                    if await has_ended():
+                        if not await read(after, 1):
+                            return
+                        continue
+                    await self.wait(woken)

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common import db
 from services.common.auth import KeyStore, migrate_iam
-from services.common.interceptors import AuthInterceptor, ErrorInterceptor
+from services.common.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from services.common.objectstore import ObjectStore
 from services.common.settings import ServiceSettings
 
@@ -84,10 +84,11 @@ async def create_server(
     ``register(server)`` adds the service's servicers; ``service_names`` are their full
     names (for health and reflection). Extra ``interceptors`` run inside auth.
     """
-    # Error handling outermost so auth failures become statuses too; the tracing
-    # interceptor (if telemetry is set up) is put in front of both by OpenTelemetry.
+    # Metrics outermost (every call, whatever its end), then error handling so auth
+    # failures become statuses too; the tracing interceptor (if telemetry is set up) is
+    # put in front of all by OpenTelemetry.
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AuthInterceptor(key_store), *interceptors],
+        interceptors=[MetricsInterceptor(), ErrorInterceptor(), AuthInterceptor(key_store), *interceptors],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

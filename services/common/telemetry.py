@@ -7,6 +7,7 @@ more than once per process (tests start several servers in one process).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -146,6 +147,57 @@ def _instrument_grpc() -> None:
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
+
+
+def current_traceparent() -> str:
+    """The current span's W3C ``traceparent`` ("" outside a span): what a job stores so the
+    work it starts later, elsewhere, joins the trace of the request that asked for it."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def continued_span(tracer_name: str, span_name: str, traceparent: str, attributes: dict[str, Any]):
+    """A span whose parent is ``traceparent`` (a context manager; a no-op without one)."""
+    if not traceparent:
+        return contextlib.nullcontext()
+    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    return trace.get_tracer(tracer_name).start_as_current_span(span_name, context=parent, attributes=attributes)
+
+
+def worker_span(service_name: str, span_name: str, traceparent: str, otlp_endpoint: str,
+                attributes: dict[str, Any]):
+    """For code on a Ray worker: the span of its work, in the trace of the request that
+    started it, exported as ``service_name`` to ``otlp_endpoint`` (telemetry is set up in
+    the worker on first use). Call :func:`flush_spans` before the worker may end."""
+    if traceparent and otlp_endpoint:
+        from types import SimpleNamespace
+
+        setup_telemetry(service_name, SimpleNamespace(otel_exporter_otlp_endpoint=otlp_endpoint),
+                        configure_logs=False)
+    return continued_span(f"mtw.{service_name}", span_name, traceparent, attributes)
+
+
+def flush_spans() -> None:
+    """Export pending spans now: Ray ends worker processes without the exit hooks that
+    would."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis=5000)
+
+
+def record_run_duration(service_name: str, otlp_endpoint: str, metric: str, seconds: float,
+                        attributes: dict[str, Any]) -> None:
+    """For the Ray actor that runs a job's attempt (the one place its outcome is recorded,
+    so each attempt counts once): the attempt's duration as a histogram, exported now."""
+    if not otlp_endpoint:
+        return
+    from types import SimpleNamespace
+
+    setup_telemetry(service_name, SimpleNamespace(otel_exporter_otlp_endpoint=otlp_endpoint), configure_logs=False)
+    histogram = metrics.get_meter("mtw.jobs").create_histogram(metric, unit="s", description="Duration of a run")
+    histogram.record(seconds, attributes)
+    if _meter_provider is not None:
+        _meter_provider.force_flush(timeout_millis=5000)
 
 
 def shutdown_telemetry() -> None:

@@ -30,9 +30,18 @@ from services.common.errors import (
     ResourceExhausted,
 )
 from services.common.filtering import parse_filter
+from services.common.jobs import FailureCategory, JobFailure, JobState
+from services.common.peers import Channels
 from services.common.task import Task
+from services.common.telemetry import current_traceparent
 from services.eval_svc import store as st
-from services.eval_svc.clients import DatasetClient, Metadata, TrainingClient, VersionFacts
+from services.eval_svc.clients import (
+    DatasetClient,
+    Metadata,
+    RegistryClient,
+    TrainingClient,
+    VersionFacts,
+)
 from services.eval_svc.domain import metrics as domain_metrics
 from services.eval_svc.domain import recommend
 from services.eval_svc.domain.model import (
@@ -42,9 +51,6 @@ from services.eval_svc.domain.model import (
     EvaluationRequest,
     Event,
     ExampleResult,
-    Failure,
-    FailureCategory,
-    JobState,
     ModelRef,
     Recommendation,
     Results,
@@ -99,18 +105,20 @@ class ModelPlan:
     base_source: str = ""
     label_names: tuple[str, ...] = ()
     max_seq_length: int = 0
-    base_model: str = ""  # the base model of a tuning job (for the baseline)
-    dataset_version: str = ""  # a tuning job's data, the default
+    base_model: str = ""  # the base model of a tuning job or model version (for the baseline)
+    dataset_version: str = ""  # the data it was trained on, the default
+    model_version: str = ""  # a model version's canonical name (an alias resolved)
     supported_tasks: tuple[Task, ...] = ()  # a base model's
 
 
 class EvaluationApp:
-    def __init__(self, settings: EvaluationSettings, store: EvaluationStore, datasets: DatasetClient,
-                 training: TrainingClient, scheduler, hub: EventHub) -> None:
+    def __init__(self, settings: EvaluationSettings, store: EvaluationStore, scheduler, hub: EventHub) -> None:
         self.settings = settings
         self.store = store
-        self.datasets = datasets
-        self.training = training
+        self.peers = Channels()
+        self.datasets = DatasetClient(self.peers.get(settings.dataset_service_endpoint))
+        self.training = TrainingClient(self.peers.get(settings.training_service_endpoint))
+        self.registry = RegistryClient(self.peers.get(settings.registry_service_endpoint))
         self.scheduler = scheduler
         self.hub = hub
         self._wake = asyncio.Event()
@@ -154,6 +162,8 @@ class EvaluationApp:
         if violations:
             raise InvalidArgument(_summary(violations), violations)
         plan = await self._model_plan(project, request.model, metadata)
+        if plan.model_version:  # what was measured stays known when the alias moves on
+            request = dataclasses.replace(request, model=ModelRef(model_version=plan.model_version))
         version_name = request.dataset_version or plan.dataset_version
         if not version_name:
             raise InvalidArgument.field("evaluation.dataset_version",
@@ -172,7 +182,7 @@ class EvaluationApp:
         baseline = request.baseline_evaluation
         if baseline:
             await self._check_baseline(project, baseline, version.name, split)
-        elif request.model.tuning_job and plan.base_model:
+        elif (request.model.tuning_job or request.model.model_version) and plan.base_model:
             baseline = await self._baseline(principal, project, plan, version, split, metric_names, request.config)
         created_by = request.model.tuning_job if principal.key_id == "service:training" else ""
         spec = self._spec(project, evaluation_id, task, plan, version, split, metric_names, request.config)
@@ -190,9 +200,7 @@ class EvaluationApp:
 
     async def _model_plan(self, project: str, model: ModelRef, metadata: Metadata) -> ModelPlan:
         if model.model_version:
-            raise FailedPrecondition("evaluating a registered model version needs the model registry, which this "
-                                     "deployment does not have yet; evaluate the tuning job instead",
-                                     reason="REGISTRY_UNAVAILABLE")
+            return await self._model_version_plan(project, model.model_version, metadata)
         if model.base_model:
             base = await self._base_model(model.base_model, metadata, "evaluation.base_model")
             source = base.uri or base.hugging_face_id
@@ -218,6 +226,22 @@ class EvaluationApp:
             base_source=(base.uri or base.hugging_face_id) if job.output.is_adapter_only else "",
             label_names=tuple(job.output.label_names), max_seq_length=job.resolved_hyperparameters.max_seq_length,
             base_model=job.base_model, dataset_version=job.dataset_version)
+
+    async def _model_version_plan(self, project: str, name: str, metadata: Metadata) -> ModelPlan:
+        field = "evaluation.model_version"
+        if names.parse_model_version(name, field).project != project:
+            raise InvalidArgument.field(field, f"there is no model version '{name}' in project '{project}'")
+        try:
+            version = await self.registry.get_version(name, metadata, field)
+        except NotFound:
+            raise InvalidArgument.field(field, f"there is no model version '{name}'") from None
+        base_model = version.base_model or version.lineage.base_model
+        base = await self._base_model(base_model, metadata, field)
+        return ModelPlan(
+            task=Task(version.task), model_uri=version.artifacts.uri,
+            base_source=(base.uri or base.hugging_face_id) if version.is_adapter_only else "",
+            label_names=tuple(version.label_names), max_seq_length=version.lineage.hyperparameters.max_seq_length,
+            base_model=base_model, dataset_version=version.lineage.dataset_version, model_version=version.name)
 
     async def _base_model(self, name: str, metadata: Metadata, field: str):
         try:
@@ -270,7 +294,8 @@ class EvaluationApp:
             label_names=plan.label_names or (version.label_names if task is Task.SEQUENCE_CLASSIFICATION else ()),
             split_uri=version.split_uris[split], split_rows=version.split_rows[split], metrics=metric_names,
             config=config, max_seq_length=config.max_seq_length or plan.max_seq_length,
-            num_workers=self.settings.evaluation_num_workers, init_seed=config.seed)
+            num_workers=self.settings.evaluation_num_workers, init_seed=config.seed,
+            traceparent=current_traceparent())
 
     # --- read -----------------------------------------------------------------------------
 
@@ -343,23 +368,17 @@ class EvaluationApp:
         if after < 0:
             raise InvalidArgument.field("after_sequence_number", "must not be negative")
         await self.store.get(project, evaluation_id)
-        async with self.hub.subscribe(project, evaluation_id) as woken:
-            while True:
-                events = await self.store.list_events(project, evaluation_id, after, 500)
-                for event in events:
-                    yield event
-                    after = event.sequence
-                if events and _is_final(events[-1]):
-                    return
-                if len(events) == 500:
-                    continue
-                if not events:
-                    current = await self.store.get(project, evaluation_id)
-                    if current.state.is_terminal:
-                        if not await self.store.list_events(project, evaluation_id, after, 1):
-                            return
-                        continue
-                    await self.hub.wait(woken)
+
+        async def has_ended() -> bool:
+            return (await self.store.get(project, evaluation_id)).state.is_terminal
+
+        events = self.hub.follow(
+            project, evaluation_id, after, read=lambda after, limit: self.store.list_events(project, evaluation_id, after, limit),
+            is_final=_is_final, has_ended=has_ended,
+        )
+        async with contextlib.aclosing(events):  # a client gone mid-stream unsubscribes at once
+            async for event in events:
+                yield event
 
     # --- example results --------------------------------------------------------------------
 
@@ -414,13 +433,14 @@ class EvaluationApp:
                     licence_acknowledged: bool, request_id: str, api_key: str) -> tuning_job_pb2.TuningJob:
         """A new tuning job from the one that made the evaluated model, with the changes applied."""
         evaluation, rec = await self.get_recommendation(name)
-        if not rec.applicable or rec.changes is None or not evaluation.model.tuning_job:
+        metadata = self.metadata(evaluation.project, principal, api_key)
+        producer = await self._producing_job(evaluation, metadata) if rec.applicable else ""
+        if not rec.applicable or rec.changes is None or not producer:
             raise FailedPrecondition(f"recommendation '{name}' has no parameter changes to apply; "
                                      + (rec.explanation or "read its explanation"), reason="NOT_APPLICABLE")
         if request_id:
             _check_request_id(request_id)
-        metadata = self.metadata(evaluation.project, principal, api_key)
-        old = await self.training.get_job(evaluation.model.tuning_job, metadata)
+        old = await self.training.get_job(producer, metadata)
         hyperparameters = hyperparameters_pb2.Hyperparameters()
         hyperparameters.CopyFrom(old.resolved_hyperparameters)
         hyperparameters.MergeFrom(json_format.ParseDict(rec.changes.hyperparameters,
@@ -431,7 +451,9 @@ class EvaluationApp:
             method=rec.changes.method or old.method, preset=hyperparameters_pb2.PRESET_CUSTOM,
             hyperparameters=hyperparameters, display_name=(display_name or title)[:200],
             licence_acknowledged=licence_acknowledged or old.licence_acknowledged, labels=dict(old.labels))
-        if rec.changes.start_from == StartFrom.TUNED_WEIGHTS:
+        if rec.changes.start_from == StartFrom.TUNED_WEIGHTS and evaluation.model.model_version:
+            job.lineage.continued_from_model_version = evaluation.model.model_version
+        elif rec.changes.start_from == StartFrom.TUNED_WEIGHTS:
             job.lineage.continued_from_tuning_job = old.name
         else:
             job.lineage.branched_from = old.name
@@ -457,8 +479,12 @@ class EvaluationApp:
             facts = dataclasses.replace(facts, quality=version.quality, train_rows=version.split_rows.get("train", 0))
         except NotFound:
             pass
-        if evaluation.model.tuning_job:
-            job = await self.training.get_job(evaluation.model.tuning_job, metadata)
+        try:
+            producer = await self._producing_job(evaluation, metadata)
+        except (NotFound, FailedPrecondition):  # the version is gone: no curves to read
+            producer = ""
+        if producer:
+            job = await self.training.get_job(producer, metadata)
             events = await self.training.job_events(job.name, metadata, "(event:step_metrics OR event:eval_metrics)")
             facts = dataclasses.replace(
                 facts, tuned=True, method=job.method or recommend.LORA,
@@ -471,6 +497,14 @@ class EvaluationApp:
         recs = recommend.recommend(facts)
         await self.store.save_recommendations(project, evaluation.evaluation_id, recs)
         return recs
+
+    async def _producing_job(self, evaluation: Evaluation, metadata: Metadata) -> str:
+        """The tuning job that made the evaluated model ("" for a base model, or a version
+        registered without one)."""
+        if evaluation.model.model_version:
+            version = await self.registry.get_version(evaluation.model.model_version, metadata, "name")
+            return version.lineage.tuning_job
+        return evaluation.model.tuning_job
 
     # --- compare ------------------------------------------------------------------------------
 
@@ -593,7 +627,7 @@ class EvaluationApp:
             message = "the evaluation run was lost (the service or the cluster restarted)"
             await self.store.record(attempt.project, attempt.evaluation_id, "state",
                                     {"state": JobState.FAILED, "message": message},
-                                    failure=Failure(FailureCategory.INFRASTRUCTURE, message,
+                                    failure=JobFailure(FailureCategory.INFRASTRUCTURE, message,
                                                     "Create the evaluation again.", code="UNAVAILABLE"))
             done[name] = "failed"
         return done
@@ -627,7 +661,8 @@ class EvaluationApp:
                 "state": JobState.PREPARING, "message": "loading the model and the data"}):
             return False
         run = Run(attempt.project, attempt.evaluation_id, attempt.spec, self.settings.database_url,
-                  str(self.settings.model_cache_path), self.settings.model_cache_bytes)
+                  str(self.settings.model_cache_path), self.settings.model_cache_bytes,
+                  self.settings.otel_exporter_otlp_endpoint or "")
         try:
             await self.scheduler.submit(run)
         except Exception as exc:
@@ -635,7 +670,7 @@ class EvaluationApp:
             message = f"the cluster did not accept the run: {exc}"
             await self.store.record(attempt.project, attempt.evaluation_id, "state",
                                     {"state": JobState.FAILED, "message": message},
-                                    failure=Failure(FailureCategory.INFRASTRUCTURE, message,
+                                    failure=JobFailure(FailureCategory.INFRASTRUCTURE, message,
                                                     "Try again in a minute.", code="UNAVAILABLE"))
         return True
 

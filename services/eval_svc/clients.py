@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 
 from mtw.dataset.v1 import dataset_service_pb2, dataset_service_pb2_grpc
+from mtw.registry.v1 import model_version_pb2, registry_service_pb2, registry_service_pb2_grpc
 from mtw.training.v1 import (
     base_model_pb2,
     training_service_pb2,
@@ -16,17 +17,8 @@ from mtw.training.v1 import (
     tuning_job_pb2,
 )
 from mtw.training.v1 import tuning_job_event_pb2 as event_pb2
-from services.common.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    MtwError,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unavailable,
-)
+from services.common.errors import FailedPrecondition
+from services.common.peers import ask, passed_on
 from services.common.task import Task
 from services.eval_svc.domain.recommend import QualityFacts
 
@@ -43,57 +35,14 @@ class VersionFacts:
     quality: QualityFacts
 
 
-_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument, grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists, grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied, grpc.StatusCode.NOT_FOUND: NotFound,
-}
-
-
-def passed_on(exc: grpc.aio.AioRpcError, service: str, what: str) -> MtwError:
-    """Another service's error as ours, its message and field violations kept."""
-    cls = _ERRORS.get(exc.code())
-    if cls is None:
-        return Unavailable(f"the {service} service did not answer for {what} ({exc.code().name}); try again",
-                           reason=f"{service.upper()}_SERVICE_UNAVAILABLE")
-    if cls is InvalidArgument:
-        return InvalidArgument(exc.details() or "invalid", _violations(exc))
-    return cls(exc.details() or what)
-
-
-def _violations(exc: grpc.aio.AioRpcError) -> list[FieldViolation]:
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    try:
-        status = rpc_status.from_call(exc)
-    except Exception:  # noqa: BLE001 - no details is fine
-        return []
-    out = []
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    return out
-
-
 class DatasetClient:
-    def __init__(self, endpoint: str) -> None:
-        self._channel = grpc.aio.insecure_channel(endpoint)
-        self._stub = dataset_service_pb2_grpc.DatasetServiceStub(self._channel)
-
-    async def close(self) -> None:
-        await self._channel.close()
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = dataset_service_pb2_grpc.DatasetServiceStub(channel)
 
     async def get_version(self, name: str, metadata: Metadata) -> VersionFacts:
-        try:
-            v = await self._stub.GetDatasetVersion(dataset_service_pb2.GetDatasetVersionRequest(name=name),
-                                                   metadata=metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound.resource("dataset version", name) from None
-            raise passed_on(exc, "dataset", f"'{name}'") from None
+        v = await ask(self._stub.GetDatasetVersion(dataset_service_pb2.GetDatasetVersionRequest(name=name),
+                                                   metadata=metadata, timeout=30),
+                      service="dataset", kind="dataset version", name=name)
         report = v.quality_report
         return VersionFacts(
             name=v.name, task=Task(v.task), label_names=tuple(v.label_names),
@@ -108,30 +57,18 @@ class DatasetClient:
 
 
 class TrainingClient:
-    def __init__(self, endpoint: str) -> None:
-        self._channel = grpc.aio.insecure_channel(endpoint)
-        self._stub = training_service_pb2_grpc.TuningServiceStub(self._channel)
-
-    async def close(self) -> None:
-        await self._channel.close()
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = training_service_pb2_grpc.TuningServiceStub(channel)
 
     async def get_job(self, name: str, metadata: Metadata) -> tuning_job_pb2.TuningJob:
-        try:
-            return await self._stub.GetTuningJob(training_service_pb2.GetTuningJobRequest(name=name),
-                                                  metadata=metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound.resource("tuning job", name) from None
-            raise passed_on(exc, "training", f"'{name}'") from None
+        return await ask(self._stub.GetTuningJob(training_service_pb2.GetTuningJobRequest(name=name),
+                                                 metadata=metadata, timeout=30),
+                         service="training", kind="tuning job", name=name)
 
     async def get_base_model(self, name: str, metadata: Metadata) -> base_model_pb2.BaseModel:
-        try:
-            return await self._stub.GetBaseModel(training_service_pb2.GetBaseModelRequest(name=name),
-                                                  metadata=metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound.resource("base model", name) from None
-            raise passed_on(exc, "training", f"'{name}'") from None
+        return await ask(self._stub.GetBaseModel(training_service_pb2.GetBaseModelRequest(name=name),
+                                                 metadata=metadata, timeout=30),
+                         service="training", kind="base model", name=name)
 
     async def job_events(self, name: str, metadata: Metadata, kinds: str) -> list[event_pb2.TuningJobEvent]:
         events: list[event_pb2.TuningJobEvent] = []
@@ -153,3 +90,23 @@ class TrainingClient:
             return await self._stub.CreateTuningJob(request, metadata=metadata, timeout=60)
         except grpc.aio.AioRpcError as exc:
             raise passed_on(exc, "training", "the new tuning job") from None
+
+
+class RegistryClient:
+    def __init__(self, channel: grpc.aio.Channel | None) -> None:
+        """``channel``: to the model registry; None where this deployment has none."""
+        self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel) if channel else None
+
+    async def get_version(self, name: str, metadata: Metadata, field: str) -> model_version_pb2.ModelVersion:
+        """The live version ``name`` (an ``@alias`` resolved to its version)."""
+        if self._stub is None:
+            raise FailedPrecondition("evaluating a registered model version needs the model registry, which this "
+                                     "deployment does not have; evaluate the tuning job instead",
+                                     reason="REGISTRY_UNAVAILABLE")
+        version = await ask(self._stub.GetModelVersion(registry_service_pb2.GetModelVersionRequest(name=name),
+                                                       metadata=metadata, timeout=30),
+                            service="registry", kind="model version", name=name, field=field)
+        if version.state != model_version_pb2.MODEL_VERSION_STATE_ACTIVE or not version.artifacts.uri:
+            raise FailedPrecondition(f"model version '{version.name}' was deleted; its weights are gone",
+                                     reason="MODEL_VERSION_DELETED")
+        return version

@@ -17,6 +17,7 @@ from mtw.evaluation.v1 import (
     recommendation_pb2,
 )
 from mtw.training.v1 import hyperparameters_pb2
+from services.common.jobs import JobFailure
 from services.common.task import Task
 from services.eval_svc.app import Comparison
 from services.eval_svc.domain import recommend
@@ -26,7 +27,6 @@ from services.eval_svc.domain.model import (
     EvaluationRequest,
     Event,
     ExampleResult,
-    Failure,
     ModelRef,
     Recommendation,
     Results,
@@ -66,7 +66,7 @@ def request_from_proto(p: evaluation_pb2.Evaluation) -> EvaluationRequest:
                              display_name=p.display_name, labels=dict(p.labels))
 
 
-def failure_to_proto(f: Failure) -> job_failure_pb2.JobFailure:
+def failure_to_proto(f: JobFailure) -> job_failure_pb2.JobFailure:
     return job_failure_pb2.JobFailure(error=status_pb2.Status(code=_CODES.get(f.code, 13), message=f.message),
                                       category=f.category.value, hint=f.hint)
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import asyncpg
 
+from services.common.jobs import JobFailure, JobState
 from services.common.notify import NotifyHub
 from services.eval_svc import store
-from services.eval_svc.domain.model import Event, ExampleResult, Failure, JobState, Results
+from services.eval_svc.domain.model import Event, ExampleResult, Results
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class PgEvalSink:
         return None
 
     def _record(self, kind: str, payload: dict, results: Results | None = None,
-                failure: Failure | None = None) -> list[Event]:
+                failure: JobFailure | None = None) -> list[Event]:
         async def go() -> list[Event]:
             pool = await self._get_pool()
             async with pool.acquire() as conn:
@@ -101,7 +102,7 @@ class PgEvalSink:
     def succeed(self, results: Results, message: str) -> bool:
         return bool(self._record("state", {"state": JobState.SUCCEEDED.name, "message": message}, results=results))
 
-    def fail(self, failure: Failure) -> bool:
+    def fail(self, failure: JobFailure) -> bool:
         return bool(self._record("state", {"state": JobState.FAILED.name, "message": failure.message},
                                  failure=failure))
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from services.common import ray_cluster
+from services.common.telemetry import record_run_duration
 from services.eval_svc.domain.model import RunSpec
 
 
@@ -33,6 +34,7 @@ class Run:
     database_url: str
     cache_dir: str
     cache_bytes: int = 20 * 2**30
+    otlp_endpoint: str = ""  # where the workers export their spans ("" = nowhere)
 
     @property
     def run_name(self) -> str:
@@ -56,7 +58,7 @@ class EvaluationRunner:
         if self._started:  # adopted by a second submit: never score twice
             return "already running"
         self._started = True
-        from services.eval_svc.domain.model import JobState
+        from services.common.jobs import JobState
         from services.eval_svc.events import PgEvalSink
         from services.eval_svc.runner.run import run_evaluation
 
@@ -68,11 +70,17 @@ class EvaluationRunner:
                 return "skipped"  # cancelled or ended before this attempt began
         finally:
             probe.close()
+        started, outcome = time.monotonic(), "failed"
         try:
-            return run_evaluation(run.spec, sink_factory=factory, s3=self.s3, cache_dir=run.cache_dir,
-                                  cache_bytes=run.cache_bytes, runtime_env=ray_cluster.runtime_env())
+            outcome = run_evaluation(run.spec, sink_factory=factory, s3=self.s3, cache_dir=run.cache_dir,
+                                     cache_bytes=run.cache_bytes, runtime_env=ray_cluster.runtime_env(),
+                                     otlp_endpoint=run.otlp_endpoint)
+            return outcome
         finally:
             self._finished = True
+            record_run_duration("evaluation-worker", run.otlp_endpoint, "mtw.evaluation.run.duration",
+                                time.monotonic() - started, {"project": run.project, "task": run.spec.task.name,
+                                                             "outcome": outcome})
             self._exit_soon()
 
     def _exit_soon(self) -> None:

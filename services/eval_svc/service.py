@@ -16,7 +16,6 @@ from services.common.auth import KeyStore, migrate_iam
 from services.common.objectstore import ObjectStore
 from services.common.server import create_server
 from services.eval_svc.app import EvaluationApp
-from services.eval_svc.clients import DatasetClient, TrainingClient
 from services.eval_svc.events import EventHub
 from services.eval_svc.servicer import EvaluationServicer
 from services.eval_svc.settings import EvaluationSettings
@@ -39,8 +38,7 @@ class RunningEvaluationService:
         await self.server.stop(grace)
         await self.app.stop_loop()
         await self.app.hub.stop()
-        await self.app.datasets.close()
-        await self.app.training.close()
+        await self.app.peers.close()
         if close_scheduler:
             await self.app.scheduler.close()
         await self.pool.close()
@@ -49,7 +47,7 @@ class RunningEvaluationService:
 
 def s3_access(settings: EvaluationSettings):
     """How runs on Ray reach the object store (picklable)."""
-    from services.training_svc.trainer.storage import S3Access
+    from services.common.worker_storage import S3Access
 
     return S3Access(endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
                     secret_key=settings.s3_secret_key, bucket=settings.s3_bucket, secure=settings.s3_secure,
@@ -75,8 +73,7 @@ async def start(settings: EvaluationSettings, scheduler=None) -> RunningEvaluati
         scheduler = await asyncio.to_thread(ray_scheduler, settings)
     hub = EventHub(settings.database_url)
     await hub.start()
-    app = EvaluationApp(settings, EvaluationStore(pool), DatasetClient(settings.dataset_service_endpoint),
-                        TrainingClient(settings.training_service_endpoint), scheduler, hub)
+    app = EvaluationApp(settings, EvaluationStore(pool), scheduler, hub)
     await app.reconcile()
     app.start_loop()
 

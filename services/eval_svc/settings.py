@@ -20,6 +20,9 @@ class EvaluationSettings(ServiceSettings):
         "127.0.0.1:50051", validation_alias=AliasChoices("dataset_service_endpoint", "mtw_dataset_endpoint"))
     training_service_endpoint: str = Field(
         "127.0.0.1:50052", validation_alias=AliasChoices("training_service_endpoint", "mtw_training_endpoint"))
+    # The model registry, to evaluate registered model versions; empty = none deployed.
+    registry_service_endpoint: str = Field(
+        "", validation_alias=AliasChoices("registry_service_endpoint", "mtw_registry_endpoint"))
     # Scoring workers (Ray tasks of one CPU) per evaluation.
     evaluation_num_workers: int = 1
     # Evaluations running at once: all projects, and per project; more wait in QUEUED.

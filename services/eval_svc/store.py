@@ -24,15 +24,13 @@ from services.common.errors import (
     NotFound,
 )
 from services.common.filtering import Term
+from services.common.jobs import FailureCategory, JobFailure, JobState
 from services.common.task import Task
 from services.eval_svc.domain.model import (
     EvalConfig,
     Evaluation,
     Event,
     ExampleResult,
-    Failure,
-    FailureCategory,
-    JobState,
     ModelRef,
     Progress,
     Recommendation,
@@ -48,7 +46,7 @@ ACTIVE = (JobState.PREPARING, JobState.RUNNING, JobState.CANCELLING)
 config_json = TypeAdapter(EvalConfig)
 spec_json = TypeAdapter(RunSpec)
 results_json = TypeAdapter(Results)
-failure_json = TypeAdapter(Failure)
+failure_json = TypeAdapter(JobFailure)
 recommendation_json = TypeAdapter(Recommendation)
 
 
@@ -140,7 +138,7 @@ def _running_metrics(task: Task, running: dict[str, float]) -> dict[str, float]:
 
 async def record_event(
     conn: asyncpg.Connection, project: str, evaluation_id: str, kind: str, payload: dict[str, Any], *,
-    results: Results | None = None, failure: Failure | None = None,
+    results: Results | None = None, failure: JobFailure | None = None,
 ) -> list[Event]:
     """Append an event and fold it into the row, atomically. Returns the events stored (none
     when the evaluation has ended or the state change is not allowed from where it is).
@@ -162,7 +160,7 @@ async def record_event(
         sets: dict[str, Any] = {}
         stored: list[tuple[str, dict]] = []
 
-        def change_state(target: JobState, message: str, why: Failure | None) -> bool:
+        def change_state(target: JobState, message: str, why: JobFailure | None) -> bool:
             nonlocal state
             if target == state or not can_transition(state, target):
                 return False
@@ -399,7 +397,7 @@ class EvaluationStore:
         return evaluation
 
     async def record(self, project: str, evaluation_id: str, kind: str, payload: dict[str, Any], *,
-                     results: Results | None = None, failure: Failure | None = None) -> list[Event]:
+                     results: Results | None = None, failure: JobFailure | None = None) -> list[Event]:
         async with self.pool.acquire() as conn:
             return await record_event(conn, project, evaluation_id, kind, payload, results=results, failure=failure)
 
@@ -530,6 +528,6 @@ def _bad_state(text: str) -> int:
     raise InvalidArgument.field("filter", f"unknown state '{text}'; use one of {choices}")
 
 
-def cancelled_by_user() -> Failure:
-    return Failure(FailureCategory.CANCELLED_BY_USER, "cancelled at the caller's request",
+def cancelled_by_user() -> JobFailure:
+    return JobFailure(FailureCategory.CANCELLED_BY_USER, "cancelled at the caller's request",
                    "Create the evaluation again to run it.", code="CANCELLED")

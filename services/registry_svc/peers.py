@@ -18,7 +18,8 @@ from mtw.dataset.v1 import dataset_service_pb2, dataset_service_pb2_grpc
 from mtw.evaluation.v1 import evaluation_service_pb2, evaluation_service_pb2_grpc
 from mtw.training.v1 import training_service_pb2, training_service_pb2_grpc
 from services.common.auth import Principal, service_metadata
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import NotFound, Unavailable
+from services.common.peers import Channels, ask
 from services.common.task import Task
 
 log = logging.getLogger(__name__)
@@ -118,24 +119,20 @@ class Peers:
     """Channels to the training, dataset and evaluation services (opened once)."""
 
     def __init__(self, training: str, dataset: str, evaluation: str) -> None:
-        self._channels = []
-        self._training = training_service_pb2_grpc.TuningServiceStub(self._open(training))
-        self._dataset = dataset_service_pb2_grpc.DatasetServiceStub(self._open(dataset))
-        self._evaluation = (evaluation_service_pb2_grpc.EvaluationServiceStub(self._open(evaluation))
+        self._channels = Channels()
+        self._training = training_service_pb2_grpc.TuningServiceStub(self._channels.get(training))
+        self._dataset = dataset_service_pb2_grpc.DatasetServiceStub(self._channels.get(dataset))
+        self._evaluation = (evaluation_service_pb2_grpc.EvaluationServiceStub(self._channels.get(evaluation))
                             if evaluation else None)
 
-    def _open(self, endpoint: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(endpoint)
-        self._channels.append(channel)
-        return channel
-
     async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
+        await self._channels.close()
 
     async def tuning_job(self, name: str, metadata, field_name: str) -> TuningJobInfo:
-        job = await _ask("training", "tuning job", name, field_name, self._training.GetTuningJob(
-            training_service_pb2.GetTuningJobRequest(name=name), metadata=metadata, timeout=30))
+        job = await ask(
+            self._training.GetTuningJob(training_service_pb2.GetTuningJobRequest(name=name), metadata=metadata,
+                                        timeout=30),
+            service="training", kind="tuning job", name=name, field=field_name)
         output = None
         if job.HasField("output") and job.output.uri:
             o = job.output
@@ -155,8 +152,10 @@ class Peers:
         )
 
     async def base_model(self, name: str, metadata) -> BaseModelInfo:
-        b = await _ask("training", "base model", name, "base_model", self._training.GetBaseModel(
-            training_service_pb2.GetBaseModelRequest(name=name), metadata=metadata, timeout=30))
+        b = await ask(
+            self._training.GetBaseModel(training_service_pb2.GetBaseModelRequest(name=name), metadata=metadata,
+                                        timeout=30),
+            service="training", kind="base model", name=name, field="base_model")
         return BaseModelInfo(
             name=b.name, display_name=b.display_name, source=b.uri or b.hugging_face_id,
             architecture=b.architecture, parameter_count=b.parameter_count, context_length=b.context_length,
@@ -164,8 +163,10 @@ class Peers:
         )
 
     async def dataset_version(self, name: str, metadata) -> DatasetInfo:
-        v = await _ask("dataset", "dataset version", name, "dataset_version", self._dataset.GetDatasetVersion(
-            dataset_service_pb2.GetDatasetVersionRequest(name=name), metadata=metadata, timeout=30))
+        v = await ask(
+            self._dataset.GetDatasetVersion(dataset_service_pb2.GetDatasetVersionRequest(name=name),
+                                            metadata=metadata, timeout=30),
+            service="dataset", kind="dataset version", name=name, field="dataset_version")
         r = v.quality_report
         return DatasetInfo(
             name=v.name, task=Task(v.task), label_names=tuple(v.label_names),
@@ -251,19 +252,3 @@ def _evaluation(e: Any) -> EvaluationInfo:
         higher_is_better={m.name: m.higher_is_better for m in e.results.metrics},
         create_time=e.create_time.seconds + e.create_time.nanos / 1e9,
     )
-
-
-async def _ask(service: str, kind: str, name: str, field_name: str, call) -> Any:
-    try:
-        return await call
-    except grpc.aio.AioRpcError as exc:
-        code = exc.code()
-        if code == grpc.StatusCode.NOT_FOUND:
-            raise NotFound.resource(kind, name) from None
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            raise InvalidArgument.field(field_name, f"'{name}' is not a valid {kind} name: {exc.details()}") from None
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            raise FailedPrecondition(f"{kind} '{name}': {exc.details()}") from None
-        raise Unavailable(f"the {service} service did not answer for '{name}' ({code.name}: {exc.details()}); "
-                          "try again",
-                          reason=f"{service.upper()}_SERVICE_UNAVAILABLE") from None

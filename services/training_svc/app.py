@@ -26,7 +26,9 @@ from services.common.errors import (
     ResourceExhausted,
 )
 from services.common.filtering import parse_filter
+from services.common.jobs import FailureCategory, JobFailure, JobState
 from services.common.objectstore import ObjectStore
+from services.common.peers import Channels
 from services.training_svc import store as st
 from services.training_svc.datasets import DatasetClient, VersionInfo
 from services.training_svc.domain import presets, states
@@ -34,11 +36,8 @@ from services.training_svc.domain.catalog import Catalog
 from services.training_svc.domain.estimate import Estimate, estimate
 from services.training_svc.domain.model import (
     BaseModel,
-    FailureCategory,
     Hyperparameters,
     JobEvent,
-    JobFailure,
-    JobState,
     Lineage,
     Preset,
     Task,
@@ -114,17 +113,18 @@ class EstimateResult:
 class TrainingApp:
     def __init__(
         self, settings: TrainingSettings, store: TrainingStore, objects: ObjectStore, catalog: Catalog,
-        datasets: DatasetClient, scheduler: Scheduler, hub: EventHub,
+        scheduler: Scheduler, hub: EventHub,
     ) -> None:
         self.settings = settings
         self.store = store
         self.objects = objects
         self.catalog = catalog
-        self.datasets = datasets
         self.scheduler = scheduler
         self.hub = hub
-        self.follow_ups = FollowUps(settings, store)
-        self.model_versions = ModelVersionClient(settings.registry_service_endpoint)
+        self.peers = Channels()
+        self.datasets = DatasetClient(self.peers.get(settings.dataset_service_endpoint))
+        self.follow_ups = FollowUps(settings, store, self.peers)
+        self.model_versions = ModelVersionClient(self.peers.get(settings.registry_service_endpoint))
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -501,23 +501,17 @@ class TrainingApp:
         if after < 0:
             raise InvalidArgument.field("after_sequence_number", "must not be negative")
         await self.store.get_job(project, job_id)
-        async with self.hub.subscribe(project, job_id) as woken:
-            while True:
-                events = await self.store.list_events(project, job_id, after, 500)
-                for event in events:
-                    yield event
-                    after = event.sequence
-                if events and _is_final(events[-1]):
-                    return
-                if len(events) == 500:
-                    continue
-                if not events:
-                    job = await self.store.get_job(project, job_id)
-                    if job.state.is_terminal:
-                        if not await self.store.list_events(project, job_id, after, 1):
-                            return
-                        continue
-                    await self.hub.wait(woken)
+
+        async def has_ended() -> bool:
+            return (await self.store.get_job(project, job_id)).state.is_terminal
+
+        events = self.hub.follow(
+            project, job_id, after, read=lambda after, limit: self.store.list_events(project, job_id, after, limit),
+            is_final=_is_final, has_ended=has_ended,
+        )
+        async with contextlib.aclosing(events):  # a client gone mid-stream unsubscribes at once
+            async for event in events:
+                yield event
 
     async def list_events(self, parent: str, page_size: int, page_token: str, filter_text: str) -> Page:
         project, job_id = self.job_of(parent, "parent")

@@ -25,6 +25,7 @@ from mtw.training.v1 import (
 from mtw.training.v1 import (
     tuning_job_pb2 as job_pb,
 )
+from services.common.jobs import FailureCategory, JobFailure, JobState
 from services.training_svc.app import EstimateResult, JobRequest
 from services.training_svc.domain import model as m
 from services.training_svc.store import parse_state
@@ -128,7 +129,7 @@ def base_model_to_proto(b: m.BaseModel) -> base_model_pb2.BaseModel:
     return p
 
 
-def failure_to_proto(f: m.JobFailure) -> job_failure_pb2.JobFailure:
+def failure_to_proto(f: JobFailure) -> job_failure_pb2.JobFailure:
     try:
         code = grpc.StatusCode[f.code].value[0]
     except KeyError:
@@ -138,8 +139,8 @@ def failure_to_proto(f: m.JobFailure) -> job_failure_pb2.JobFailure:
     )
 
 
-def _failure_from_json(value: dict) -> m.JobFailure:
-    return m.JobFailure(category=m.FailureCategory(value.get("category", 7)), message=value.get("message", ""),
+def _failure_from_json(value: dict) -> JobFailure:
+    return JobFailure(category=FailureCategory(value.get("category", 7)), message=value.get("message", ""),
                         hint=value.get("hint", ""), code=value.get("code", "INTERNAL"))
 
 
@@ -159,7 +160,7 @@ def metrics_to_proto(x: m.Metrics) -> job_pb.TrainingMetrics:
 def job_to_proto(j: m.TuningJob) -> job_pb.TuningJob:
     progress = j.progress
     fraction = min(1.0, progress.step / progress.total_steps) if progress.total_steps else 0.0
-    if j.state == m.JobState.SUCCEEDED:
+    if j.state == JobState.SUCCEEDED:
         fraction = 1.0
     lineage = j.lineage
     p = job_pb.TuningJob(
@@ -198,7 +199,7 @@ def job_to_proto(j: m.TuningJob) -> job_pb.TuningJob:
             uri=o.uri, merged_model_uri=o.merged_model_uri, is_adapter_only=o.is_adapter_only,
             label_names=list(o.label_names), step=o.step, metrics=metrics_to_proto(j.latest_metrics),
             size_bytes=o.size_bytes, trainable_parameter_count=o.trainable_parameter_count))
-    if j.failure is not None and j.state in (m.JobState.FAILED, m.JobState.CANCELLED):
+    if j.failure is not None and j.state in (JobState.FAILED, JobState.CANCELLED):
         p.failure.CopyFrom(failure_to_proto(j.failure))
     return p
 

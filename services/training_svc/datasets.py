@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import grpc
 
 from mtw.dataset.v1 import dataset_service_pb2, dataset_service_pb2_grpc
-from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.peers import ask, bearer
 from services.training_svc.domain.model import Task
 
 
@@ -29,29 +29,15 @@ class VersionInfo:
 
 
 class DatasetClient:
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self._channel = grpc.aio.insecure_channel(endpoint)
-        self._stub = dataset_service_pb2_grpc.DatasetServiceStub(self._channel)
-
-    async def close(self) -> None:
-        await self._channel.close()
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = dataset_service_pb2_grpc.DatasetServiceStub(channel)
 
     async def get_version(self, name: str, api_key: str, field: str) -> VersionInfo:
-        try:
-            v = await self._stub.GetDatasetVersion(
-                dataset_service_pb2.GetDatasetVersionRequest(name=name),
-                metadata=(("authorization", f"Bearer {api_key}"),), timeout=30,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound.resource("dataset version", name) from None
-            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument.field(field, f"'{name}' is not a dataset version name: {exc.details()}") from None
-            raise Unavailable(
-                f"the dataset service did not answer for '{name}' ({exc.code().name}); try again",
-                reason="DATASET_SERVICE_UNAVAILABLE",
-            ) from None
+        v = await ask(
+            self._stub.GetDatasetVersion(dataset_service_pb2.GetDatasetVersionRequest(name=name),
+                                         metadata=bearer(api_key), timeout=30),
+            service="dataset", kind="dataset version", name=name, field=field,
+        )
         report = v.quality_report
         if report.token_length.rows_measured:
             mean_tokens = report.token_length.mean

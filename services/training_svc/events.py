@@ -21,9 +21,10 @@ from typing import Any
 
 import asyncpg
 
+from services.common.jobs import JobFailure, JobState
 from services.common.notify import NotifyHub
 from services.training_svc import store
-from services.training_svc.domain.model import JobEvent, JobFailure, JobState, Output
+from services.training_svc.domain.model import JobEvent, Output
 
 log = logging.getLogger(__name__)
 

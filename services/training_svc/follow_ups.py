@@ -20,6 +20,8 @@ import grpc
 from mtw.evaluation.v1 import evaluation_pb2, evaluation_service_pb2, evaluation_service_pb2_grpc
 from mtw.registry.v1 import registered_model_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.common.auth import service_metadata
+from services.common.peers import Channels
+from services.common.telemetry import continued_span
 from services.training_svc.domain.model import TuningJob
 from services.training_svc.settings import TrainingSettings
 from services.training_svc.store import TrainingStore
@@ -39,27 +41,17 @@ def idempotency_key(job_name: str, purpose: str) -> str:
 
 
 class FollowUps:
-    def __init__(self, settings: TrainingSettings, store: TrainingStore) -> None:
+    def __init__(self, settings: TrainingSettings, store: TrainingStore, peers: Channels) -> None:
         self.settings = settings
         self.store = store
-        self._channels: list[grpc.aio.Channel] = []
-        self._evaluations = self._registry = None
-        if settings.evaluation_service_endpoint:
-            channel = grpc.aio.insecure_channel(settings.evaluation_service_endpoint)
-            self._channels.append(channel)
-            self._evaluations = evaluation_service_pb2_grpc.EvaluationServiceStub(channel)
-        if settings.registry_service_endpoint:
-            channel = grpc.aio.insecure_channel(settings.registry_service_endpoint)
-            self._channels.append(channel)
-            self._registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        evaluation, registry = peers.get(settings.evaluation_service_endpoint), peers.get(
+            settings.registry_service_endpoint)
+        self._evaluations = evaluation_service_pb2_grpc.EvaluationServiceStub(evaluation) if evaluation else None
+        self._registry = registry_service_pb2_grpc.RegistryServiceStub(registry) if registry else None
 
     @property
     def enabled(self) -> bool:
         return bool(self.settings.internal_token) and (self._evaluations is not None or self._registry is not None)
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
 
     async def run_pending(self) -> int:
         """Does the follow-ups that are due; returns how many jobs were completed."""
@@ -69,12 +61,15 @@ class FollowUps:
         jobs = await self.store.pending_follow_ups(evaluate=self._evaluations is not None,
                                                    register=self._registry is not None)
         for job in jobs:
-            try:
-                evaluation = await self._evaluate(job)
-                model_version = await self._register(job, evaluation)
-            except grpc.aio.AioRpcError as exc:
-                await self._failed(job, exc)
-                continue
+            spec = await self.store.get_spec(job.project, job.job_id)
+            # In the trace of the request that created the job, like its run.
+            with continued_span("mtw.training", "training.follow_up", spec.traceparent, {"mtw.job": job.name}):
+                try:
+                    evaluation = await self._evaluate(job)
+                    model_version = await self._register(job, evaluation)
+                except grpc.aio.AioRpcError as exc:
+                    await self._failed(job, exc)
+                    continue
             await self.store.follow_up_done(job.project, job.job_id, evaluation=evaluation,
                                             model_version=model_version)
             done += 1

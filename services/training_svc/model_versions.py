@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import grpc
 
 from mtw.registry.v1 import model_version_pb2, registry_service_pb2, registry_service_pb2_grpc
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import FailedPrecondition
+from services.common.peers import ask, bearer
 from services.training_svc.domain.model import TuningMethod
 
 
@@ -21,30 +22,18 @@ class VersionWeights:
 
 
 class ModelVersionClient:
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self._channel = grpc.aio.insecure_channel(endpoint) if endpoint else None
-        self._stub = registry_service_pb2_grpc.RegistryServiceStub(self._channel) if self._channel else None
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+    def __init__(self, channel: grpc.aio.Channel | None) -> None:
+        """``channel``: to the registry; None where this deployment has none."""
+        self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel) if channel else None
 
     async def weights(self, name: str, api_key: str, field: str) -> VersionWeights:
         if self._stub is None:
             raise FailedPrecondition("continuing from a model version needs the model registry, which this "
                                      "deployment does not have; continue from the tuning job instead",
                                      reason="REGISTRY_UNAVAILABLE")
-        try:
-            v = await self._stub.GetModelVersion(registry_service_pb2.GetModelVersionRequest(name=name),
-                                                 metadata=(("authorization", f"Bearer {api_key}"),), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound.resource("model version", name) from None
-            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument.field(field, f"'{name}' is not a model version: {exc.details()}") from None
-            raise Unavailable(f"the model registry did not answer for '{name}' ({exc.code().name}); try again",
-                              reason="REGISTRY_UNAVAILABLE") from None
+        v = await ask(self._stub.GetModelVersion(registry_service_pb2.GetModelVersionRequest(name=name),
+                                                 metadata=bearer(api_key), timeout=30),
+                      service="registry", kind="model version", name=name, field=field)
         if v.state != model_version_pb2.MODEL_VERSION_STATE_ACTIVE or not v.artifacts.uri:
             raise FailedPrecondition(f"model version '{v.name}' was deleted; its weights are gone",
                                      reason="MODEL_VERSION_DELETED")

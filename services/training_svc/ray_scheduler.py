@@ -16,6 +16,7 @@ import logging
 import time
 
 from services.common.ray_cluster import RAY_ENV, WORKER_ENV, attach
+from services.common.telemetry import record_run_duration
 from services.training_svc.scheduler import Run, RunStatus, ThroughputQuery
 from services.training_svc.settings import TrainingSettings
 
@@ -43,14 +44,15 @@ class TrainingRunner:
         if self._started:  # adopted by a second submit: never train twice
             return "already running"
         self._started = True
+        from services.common.jobs import JobState
         from services.training_svc.domain.failures import classify
-        from services.training_svc.domain.model import JobState
         from services.training_svc.events import PgEventSink
         from services.training_svc.trainer import run_training, unwrap_error
 
         run = self.run_info
         sink = PgEventSink(run.database_url, run.project, run.job_id)
         outcome = "skipped"
+        started = time.monotonic()
         try:
             if sink.state() not in (JobState.PREPARING, JobState.RUNNING):
                 return outcome  # cancelled or ended before this attempt began
@@ -73,6 +75,10 @@ class TrainingRunner:
         finally:
             self._finished = True
             sink.close()
+            if outcome != "skipped":
+                record_run_duration("training-worker", run.otlp_endpoint, "mtw.training.run.duration",
+                                    time.monotonic() - started, {"project": run.project,
+                                                                 "task": run.spec.task.name, "outcome": outcome})
             self._exit_soon()
 
     def _exit_soon(self) -> None:

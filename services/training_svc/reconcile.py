@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from services.training_svc.domain.model import FailureCategory, JobFailure, JobState
+from services.common.jobs import FailureCategory, JobFailure, JobState
 from services.training_svc.scheduler import RunStatus
 from services.training_svc.store import cancelled_by_user
 

@@ -16,7 +16,6 @@ from services.common.objectstore import ObjectStore
 from services.common.server import create_server
 from services.training_svc import reconcile
 from services.training_svc.app import TrainingApp
-from services.training_svc.datasets import DatasetClient
 from services.training_svc.domain.catalog import Catalog
 from services.training_svc.events import EventHub
 from services.training_svc.scheduler import Scheduler
@@ -42,9 +41,7 @@ class RunningTrainingService:
         await self.server.stop(grace)
         await self.app.stop_loop()
         await self.app.hub.stop()
-        await self.app.datasets.close()
-        await self.app.follow_ups.close()
-        await self.app.model_versions.close()
+        await self.app.peers.close()
         if close_scheduler:
             await self.app.scheduler.close()
         await self.pool.close()
@@ -71,8 +68,7 @@ async def start(settings: TrainingSettings, scheduler: Scheduler | None = None) 
         scheduler = await asyncio.to_thread(ray_scheduler, settings)
     hub = EventHub(settings.database_url)
     await hub.start()
-    app = TrainingApp(settings, TrainingStore(pool), objects, catalog, DatasetClient(settings.dataset_service_endpoint),
-                      scheduler, hub)
+    app = TrainingApp(settings, TrainingStore(pool), objects, catalog, scheduler, hub)
     reconciled = await reconcile.reconcile(app)
     app.start_loop()
 

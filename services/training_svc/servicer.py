@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from google.protobuf import empty_pb2
-from opentelemetry import propagate
 
 from mtw.training.v1 import training_service_pb2 as pb
 from mtw.training.v1 import training_service_pb2_grpc
 from services.common.auth import current_principal
 from services.common.interceptors import bearer_token
+from services.common.telemetry import current_traceparent
 from services.training_svc import convert
 from services.training_svc.app import TrainingApp
 
 
 def _api_key(context) -> str:
     return bearer_token(context.invocation_metadata()) or ""
-
-
-def _traceparent() -> str:
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent", "")
 
 
 class TuningServicer(training_service_pb2_grpc.TuningServiceServicer):
@@ -43,7 +37,7 @@ class TuningServicer(training_service_pb2_grpc.TuningServiceServicer):
     async def CreateTuningJob(self, request: pb.CreateTuningJobRequest, context):
         job = await self.app.create(
             current_principal(), request.parent, convert.job_request_from_proto(request.tuning_job),
-            request.tuning_job_id, request.request_id, _api_key(context), _traceparent(),
+            request.tuning_job_id, request.request_id, _api_key(context), current_traceparent(),
         )
         return convert.job_to_proto(job)
 

@@ -25,14 +25,12 @@ from services.common.errors import (
     NotFound,
 )
 from services.common.filtering import Term
+from services.common.jobs import FailureCategory, JobFailure, JobState
 from services.training_svc.domain import states
 from services.training_svc.domain.model import (
     Checkpoint,
-    FailureCategory,
     Hyperparameters,
     JobEvent,
-    JobFailure,
-    JobState,
     Lineage,
     Metrics,
     Output,

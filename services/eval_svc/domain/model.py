@@ -7,26 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.common.jobs import JobFailure, JobState
 from services.common.task import Task
 
 SPLITS = ("train", "validation", "test")
-
-
-class JobState(enum.Enum):
-    """queued → preparing → running → succeeded / failed; cancelling → cancelled."""
-
-    UNSPECIFIED = 0
-    QUEUED = 1
-    PREPARING = 2
-    RUNNING = 3
-    SUCCEEDED = 4
-    FAILED = 5
-    CANCELLING = 6
-    CANCELLED = 7
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 _TRANSITIONS = {
@@ -40,25 +24,6 @@ _TRANSITIONS = {
 def can_transition(current: JobState, target: JobState) -> bool:
     """The one place that says which state changes exist."""
     return target in _TRANSITIONS.get(current, set())
-
-
-class FailureCategory(enum.Enum):
-    UNSPECIFIED = 0
-    BAD_DATA = 1
-    OUT_OF_MEMORY = 2
-    MODEL_ACCESS = 3
-    LICENCE = 4
-    INFRASTRUCTURE = 5
-    CANCELLED_BY_USER = 6
-    INTERNAL = 7
-
-
-@dataclass(frozen=True)
-class Failure:
-    category: FailureCategory
-    message: str
-    hint: str = ""
-    code: str = "INTERNAL"  # gRPC status code name
 
 
 class Severity(enum.IntEnum):
@@ -140,6 +105,7 @@ class RunSpec:
     max_seq_length: int
     num_workers: int = 1
     init_seed: int = 0  # seeds an untrained classification head (base models) reproducibly
+    traceparent: str = ""  # of the request that created it: the run joins that trace
 
 
 @dataclass(frozen=True)
@@ -229,7 +195,7 @@ class Evaluation:
     state: JobState
     progress: Progress
     results: Results | None
-    failure: Failure | None
+    failure: JobFailure | None
     recommendation_count: int
     create_time: datetime
     start_time: datetime | None

@@ -16,16 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from services.common.errors import FailedPrecondition, MtwError
+from services.common.jobs import FailureCategory, JobFailure
 from services.common.task import Task
+from services.common.telemetry import current_traceparent, flush_spans, worker_span
 from services.eval_svc.domain import metrics as domain_metrics
-from services.eval_svc.domain.model import (
-    ExampleResult,
-    Failure,
-    FailureCategory,
-    Results,
-    RunSpec,
-    Sample,
-)
+from services.eval_svc.domain.model import ExampleResult, Results, RunSpec, Sample
 from services.eval_svc.runner.data import DataError, read_rows, sample_indices
 
 log = logging.getLogger(__name__)
@@ -80,11 +75,23 @@ def scorer_for(spec: RunSpec, loaded, generate_for: Callable[[int], bool]):
 
 
 def score_shard(spec: RunSpec, rank: int, world: int, sink_factory, s3, cache_dir: str, total: int,
-                cache_bytes: int = 0) -> ShardResult:
-    """A Ray task: score rows ``rank::world`` of the split, store their results, report progress."""
+                cache_bytes: int = 0, trace: tuple[str, str] = ("", "")) -> ShardResult:
+    """A Ray task: score rows ``rank::world`` of the split, store their results, report progress.
+    ``trace``: (traceparent, OTLP endpoint) of the run, which the shard's span joins."""
+    traceparent, otlp_endpoint = trace
+    try:
+        with worker_span("evaluation-worker", "evaluation.score_shard", traceparent, otlp_endpoint,
+                         {"mtw.evaluation": spec.evaluation_name, "rank": rank, "world": world}):
+            return _score_shard(spec, rank, world, sink_factory, s3, cache_dir, total, cache_bytes)
+    finally:
+        flush_spans()
+
+
+def _score_shard(spec: RunSpec, rank: int, world: int, sink_factory, s3, cache_dir: str, total: int,
+                 cache_bytes: int) -> ShardResult:
     import torch
 
-    from services.training_svc.trainer.storage import fs_path
+    from services.common.worker_storage import fs_path
 
     torch.set_num_threads(max(1, int(os.environ.get("MTW_EVAL_THREADS", "1"))))
     started = time.perf_counter()
@@ -177,21 +184,21 @@ def aggregate(spec: RunSpec, shards: list[ShardResult]) -> Results:
                    **timing)
 
 
-def classify(error: BaseException) -> Failure:
+def classify(error: BaseException) -> JobFailure:
     """A failure a person can act on."""
     if isinstance(error, DataError):
-        return Failure(FailureCategory.BAD_DATA, f"the data could not be evaluated: {error}",
+        return JobFailure(FailureCategory.BAD_DATA, f"the data could not be evaluated: {error}",
                        "Fix the row (or the dataset's columns) and upload a new version.", code="FAILED_PRECONDITION")
     if isinstance(error, (FailedPrecondition, OSError)):
-        return Failure(FailureCategory.MODEL_ACCESS, f"the model could not be loaded: {error}",
+        return JobFailure(FailureCategory.MODEL_ACCESS, f"the model could not be loaded: {error}",
                        "Check that the tuning job's output and its base model still exist.",
                        code="FAILED_PRECONDITION")
     if isinstance(error, MemoryError):
-        return Failure(FailureCategory.OUT_OF_MEMORY, "the evaluation ran out of memory",
+        return JobFailure(FailureCategory.OUT_OF_MEMORY, "the evaluation ran out of memory",
                        "Lower config.batch_size or config.max_seq_length.", code="RESOURCE_EXHAUSTED")
     if isinstance(error, MtwError):
-        return Failure(FailureCategory.INTERNAL, error.message, code=error.code)
-    return Failure(FailureCategory.INTERNAL, f"the evaluation failed: {type(error).__name__}: {error}",
+        return JobFailure(FailureCategory.INTERNAL, error.message, code=error.code)
+    return JobFailure(FailureCategory.INTERNAL, f"the evaluation failed: {type(error).__name__}: {error}",
                    "Try again; if it keeps failing, tell the operators.")
 
 
@@ -207,18 +214,31 @@ def unwrap(error: BaseException) -> BaseException:
 
 
 def run_evaluation(spec: RunSpec, *, sink_factory, s3, cache_dir: str, cache_bytes: int = 0,
-                   runtime_env: dict | None = None) -> str:
-    """Score the split on ``spec.num_workers`` Ray tasks and record the outcome (blocking)."""
+                   runtime_env: dict | None = None, otlp_endpoint: str = "") -> str:
+    """Score the split on ``spec.num_workers`` Ray tasks and record the outcome (blocking).
+    With an ``otlp_endpoint``, the run and its shards export spans in the creating
+    request's trace (``spec.traceparent``)."""
+    try:
+        with worker_span("evaluation-worker", "evaluation.run", spec.traceparent, otlp_endpoint,
+                         {"mtw.evaluation": spec.evaluation_name, "mtw.run": spec.run_name}):
+            return _run(spec, sink_factory, s3, cache_dir, cache_bytes, runtime_env, otlp_endpoint)
+    finally:
+        flush_spans()
+
+
+def _run(spec: RunSpec, sink_factory, s3, cache_dir: str, cache_bytes: int, runtime_env: dict | None,
+         otlp_endpoint: str) -> str:
     import ray
 
     sink = sink_factory()
+    trace = (current_traceparent() if otlp_endpoint else "", otlp_endpoint)
     try:
         sample = sample_indices(spec.split_rows, spec.config.max_examples, spec.config.seed)
         total = len(sample) if sample is not None else spec.split_rows
         world = max(1, spec.num_workers)
         sink.log(f"scoring {total} examples of {spec.split_uri.rsplit('/', 1)[-1]} on {world} worker(s)")
         task = ray.remote(num_cpus=1, max_retries=0, runtime_env=runtime_env or {})(score_shard)
-        refs = [task.remote(spec, rank, world, sink_factory, s3, cache_dir, total, cache_bytes)
+        refs = [task.remote(spec, rank, world, sink_factory, s3, cache_dir, total, cache_bytes, trace)
                 for rank in range(world)]
         try:
             shards = ray.get(refs)

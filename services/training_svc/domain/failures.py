@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from services.training_svc.domain.model import FailureCategory, JobFailure
+from services.common.jobs import FailureCategory, JobFailure
 
 C = FailureCategory
 

@@ -14,7 +14,7 @@ may still finish or fail before it stops, so CANCELLING may end in any final sta
 from __future__ import annotations
 
 from services.common.errors import FailedPrecondition
-from services.training_svc.domain.model import JobState
+from services.common.jobs import JobState
 
 S = JobState
 

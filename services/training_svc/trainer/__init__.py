@@ -1,6 +1,7 @@
 """The training run on Ray Train: data → tokens → HF Trainer (LoRA or full) on Ray
 workers, checkpoints in object storage, events to a sink, final HF folder in S3."""
 
+from services.common.worker_storage import S3Access
 from services.training_svc.trainer.events import (
     ActorSinkFactory,
     EventCollector,
@@ -9,7 +10,6 @@ from services.training_svc.trainer.events import (
     NullSink,
 )
 from services.training_svc.trainer.run import TrainingResult, run_training, unwrap_error
-from services.training_svc.trainer.storage import S3Access
 
 __all__ = [
     "ActorSinkFactory",

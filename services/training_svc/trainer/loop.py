@@ -19,6 +19,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from services.common.telemetry import flush_spans, worker_span
+from services.common.worker_storage import (
+    S3Access,
+    download_dir,
+    fs_path,
+    rmtree_quiet,
+    upload_dir,
+)
 from services.training_svc.domain.model import (
     Hyperparameters,
     LrScheduler,
@@ -31,13 +39,6 @@ from services.training_svc.domain.model import (
 )
 from services.training_svc.trainer import data as tdata
 from services.training_svc.trainer.events import EventSink, NullSink
-from services.training_svc.trainer.storage import (
-    S3Access,
-    download_dir,
-    fs_path,
-    rmtree_quiet,
-    upload_dir,
-)
 
 _SCHEDULERS = {
     LrScheduler.UNSPECIFIED: "linear",
@@ -659,8 +660,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         "evals": [],
         "checkpoint_root": f"{fs_path(spec.storage_path)}/{spec.run_name}",
     }
-    span = _worker_span(
-        spec, config.get("traceparent") or spec.traceparent, config.get("otlp_endpoint") or "", rank
+    span = worker_span(
+        "training-worker", "training.worker", config.get("traceparent") or spec.traceparent,
+        config.get("otlp_endpoint") or "", {"mtw.job": spec.job_name, "mtw.run": spec.run_name, "rank": rank},
     )
     try:
         with span:
@@ -711,7 +713,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 "stopped_early": ctx.get("stopped_early"),
             }
     finally:
-        _flush_spans()
+        flush_spans()
         rmtree_quiet(workdir)
 
 
@@ -723,42 +725,6 @@ def _note_placement_group(sink: EventSink) -> None:
     group = ray.util.get_current_placement_group()
     if note is not None and group is not None:
         note(group.id.hex())
-
-
-def _flush_spans() -> None:
-    # Ray ends a worker actor without the exit hooks that would export its last spans.
-    from opentelemetry import trace
-
-    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
-    if flush is not None:
-        flush(5000)
-
-
-def _worker_span(spec: TrainingSpec, traceparent: str, otlp_endpoint: str, rank: int):
-    """A span joining the creating request's trace (a no-op without a traceparent)."""
-    import contextlib
-
-    if not traceparent:
-        return contextlib.nullcontext()
-    from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    if otlp_endpoint:
-        from types import SimpleNamespace
-
-        from services.common.telemetry import setup_telemetry
-
-        setup_telemetry(
-            "training-worker",
-            SimpleNamespace(otel_exporter_otlp_endpoint=otlp_endpoint),
-            configure_logs=False,
-        )
-    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
-    return trace.get_tracer("mtw.training").start_as_current_span(
-        "training.worker",
-        context=parent,
-        attributes={"mtw.job": spec.job_name, "mtw.run": spec.run_name, "rank": rank},
-    )
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.telemetry import current_traceparent
+from services.common.worker_storage import S3Access, fs_path
 from services.training_svc.domain.model import Metrics, Output, TrainingSpec
 from services.training_svc.trainer.events import EventSink
 from services.training_svc.trainer.loop import train_loop_per_worker
-from services.training_svc.trainer.storage import S3Access, fs_path
 
 # Passed on to the workers (set in their process before transformers is imported).
 _FORWARDED_ENV = (
@@ -62,7 +63,7 @@ def run_training(
         "cpus_per_worker": cpus_per_worker,
         "otlp_endpoint": otlp_endpoint,
         "submitted_at": time.time(),
-        "traceparent": _current_traceparent() or spec.traceparent,
+        "traceparent": current_traceparent() or spec.traceparent,
         "env": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ},
     }
     trainer = TorchTrainer(
@@ -129,15 +130,3 @@ def unwrap_error(exc: BaseException) -> BaseException:
             continue
         break
     return exc
-
-
-def _current_traceparent() -> str:
-    """The current span's W3C traceparent (so workers join the caller's trace)."""
-    try:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        carrier: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(carrier)
-        return carrier.get("traceparent", "")
-    except Exception:  # noqa: BLE001 - tracing is optional
-        return ""

@@ -3,7 +3,8 @@ training service on a local Ray head (jobs of ~16 steps: MiniLM LoRA on Brown-co
 genres, tiny GPT-2 LoRA on prose), PostgreSQL, the S3 server, and the registry service
 itself on a loopback port. The classification job registers itself (the training
 service calls CreateModelVersion as a service); the generation job is registered by
-the tests. Built once for the whole package.
+the tests. The evaluation service measures registered versions. Built once for the
+whole package.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import grpc
 import pytest_asyncio
 
 from mtw.common.v1 import job_state_pb2 as js
+from mtw.evaluation.v1 import evaluation_service_pb2_grpc
 from mtw.registry.v1 import registry_service_pb2 as rpb
 from mtw.registry.v1 import registry_service_pb2_grpc
 from mtw.training.v1 import hyperparameters_pb2 as hp
+from services.eval_svc import service as eval_service
+from services.eval_svc.settings import EvaluationSettings
 from services.registry_svc import service as registry_service
 from services.registry_svc.settings import RegistrySettings
 from tests.integration.training.service_harness import (
@@ -52,6 +56,7 @@ class Registry:
     channel: grpc.aio.Channel
     classifier_job: str
     generator_job: str
+    evaluations: evaluation_service_pb2_grpc.EvaluationServiceStub
 
     def auth(self, project: str = "alpha") -> tuple[tuple[str, str], ...]:
         return self.stack.auth(project)
@@ -84,7 +89,7 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
                               internal_token=TOKEN, registry_service_endpoint=f"127.0.0.1:{port}",
                               follow_up_retry_seconds=0.5)
     cache = tempfile.TemporaryDirectory(prefix="registry-cache-")
-    running = None
+    running = evaluations = None
     try:
         stack.versions["classification"] = await stack.upload(brown_csv(160), "brown.csv")
         stack.versions["causal_lm"] = await stack.upload(text_csv(120), "prose.csv")
@@ -93,22 +98,34 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
         generator = await stack.create(base_model="baseModels/tiny-gpt2",
                                        dataset_version=stack.versions["causal_lm"], skip_final_evaluation=True,
                                        hyperparameters=small(max_seq_length=48), display_name="prose")
+        evaluations = await eval_service.start(service_settings(
+            EvaluationSettings, s3_bucket=stack.settings.s3_bucket, service_name="evaluation-svc",
+            dataset_service_endpoint=f"127.0.0.1:{stack.dataset.port}",
+            training_service_endpoint=f"127.0.0.1:{stack.training.port}", registry_service_endpoint=f"127.0.0.1:{port}",
+            ray_address=ray_cluster, scheduler_interval_seconds=0.2, internal_token=TOKEN,
+            model_cache_dir=f"{cache.name}/evaluation"))
         settings = service_settings(
             RegistrySettings, s3_bucket=stack.settings.s3_bucket, grpc_port=port, service_name="registry-svc",
             training_service_endpoint=f"127.0.0.1:{stack.training.port}",
-            dataset_service_endpoint=f"127.0.0.1:{stack.dataset.port}", evaluation_service_endpoint="",
+            dataset_service_endpoint=f"127.0.0.1:{stack.dataset.port}",
+            evaluation_service_endpoint=f"127.0.0.1:{evaluations.port}",
             internal_token=TOKEN, model_cache_dir=cache.name, predict_batch_wait_ms=20, max_loaded_models=2)
         running = await registry_service.start(settings)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        evaluation_channel = grpc.aio.insecure_channel(f"127.0.0.1:{evaluations.port}")
         for job in (classifier, generator):
             done = await stack.wait_for(job.name, TERMINAL, timeout=420)
             assert done.state == js.JOB_STATE_SUCCEEDED, f"{job.name}: {done.failure}"
         yield Registry(stack, running, registry_service_pb2_grpc.RegistryServiceStub(channel), channel,
-                       classifier.name, generator.name)
+                       classifier.name, generator.name,
+                       evaluation_service_pb2_grpc.EvaluationServiceStub(evaluation_channel))
         await channel.close()
+        await evaluation_channel.close()
     finally:
         if running is not None:
             await running.stop()
+        if evaluations is not None:
+            await evaluations.stop()
         await stop_stack(stack)
         cache.cleanup()
 

@@ -17,7 +17,7 @@ from mtw.training.v1 import hyperparameters_pb2 as hp
 from mtw.training.v1 import training_service_pb2 as pb
 from mtw.training.v1 import tuning_job_pb2
 from services.common.interceptors import error_details
-from services.training_svc.domain.model import JobState
+from services.common.jobs import JobState
 
 from .service_harness import *
 

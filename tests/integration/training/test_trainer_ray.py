@@ -9,10 +9,11 @@ import time
 
 import pytest
 
+from services.common.jobs import FailureCategory
+from services.common.worker_storage import download_dir
 from services.training_svc.domain.failures import BadDataError, classify
-from services.training_svc.domain.model import FailureCategory, LoraSettings, Task, TuningMethod
+from services.training_svc.domain.model import LoraSettings, Task, TuningMethod
 from services.training_svc.trainer import ActorSinkFactory, EventCollector, run_training
-from services.training_svc.trainer.storage import download_dir
 from tests.integration.training import helpers
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -6,13 +6,13 @@ import pickle
 
 import pytest
 
+from services.common.jobs import FailureCategory as C
 from services.training_svc.domain.failures import (
     BadDataError,
     cancelled_by_user,
     classify,
     run_lost,
 )
-from services.training_svc.domain.model import FailureCategory as C
 
 
 # Stand-ins with the class names of Ray's / torch's / huggingface_hub's exceptions, so the

@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from services.common.errors import FailedPrecondition
+from services.common.jobs import JobState as S
 from services.training_svc.domain import states
-from services.training_svc.domain.model import JobState as S
 
 
 def test_every_state_has_a_rule_and_final_states_go_nowhere():

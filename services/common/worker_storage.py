@@ -1,4 +1,5 @@
-"""S3 access for the trainer: a picklable description plus pyarrow helpers."""
+"""S3 access for Ray workers (training and evaluation): a picklable description plus pyarrow
+helpers to move folders between S3 and local disk."""
 
 from __future__ import annotations
 

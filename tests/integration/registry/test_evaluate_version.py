@@ -1,0 +1,100 @@
+"""Evaluating a registered model version (wizard step 3 on a saved model): addressed by
+alias, measured with its own stored weights against its base model, its recommendations
+read from the tuning job that made it; a deleted version, another project's version and
+a missing one are refused with the field named."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from mtw.evaluation.v1 import evaluation_pb2
+from mtw.evaluation.v1 import evaluation_service_pb2 as epb
+from mtw.registry.v1 import registered_model_pb2
+from mtw.registry.v1 import registry_service_pb2 as rpb
+
+pytestmark = pytest.mark.slow
+
+MODEL = "projects/alpha/models/genres-measured"
+SUCCEEDED = 4
+
+
+async def _create(registry, project: str = "alpha", **model) -> evaluation_pb2.Evaluation:
+    return await registry.evaluations.CreateEvaluation(
+        epb.CreateEvaluationRequest(parent=f"projects/{project}", evaluation=evaluation_pb2.Evaluation(**model)),
+        metadata=registry.auth(project))
+
+
+async def _finished(registry, name: str, timeout: float = 300) -> evaluation_pb2.Evaluation:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        evaluation = await registry.evaluations.GetEvaluation(epb.GetEvaluationRequest(name=name),
+                                                              metadata=registry.auth())
+        if evaluation.state in (4, 5, 7):
+            return evaluation
+        assert asyncio.get_running_loop().time() < deadline, f"{name} stayed {evaluation.state}"
+        await asyncio.sleep(0.5)
+
+
+async def _predictions(registry, name: str) -> dict[int, str]:
+    page = await registry.evaluations.ListExampleResults(
+        epb.ListExampleResultsRequest(parent=name, page_size=1000), metadata=registry.auth())
+    return {e.row: e.prediction for e in page.example_results}
+
+
+async def test_a_version_is_evaluated_through_its_alias_against_its_base_model(registry):
+    await registry.stub.CreateRegisteredModel(rpb.CreateRegisteredModelRequest(
+        parent="projects/alpha", registered_model_id=MODEL.rsplit("/", 1)[1],
+        registered_model=registered_model_pb2.RegisteredModel()), metadata=registry.auth())
+    version = await registry.register(registry.classifier_job, MODEL)
+    await registry.stub.SetAlias(rpb.SetAliasRequest(registered_model=MODEL, alias="candidate",
+                                                     model_version=version.version_id), metadata=registry.auth())
+
+    by_alias = await _create(registry, model_version=f"{MODEL}@candidate", split="validation")
+    by_job = await _create(registry, tuning_job=registry.classifier_job, split="validation")
+    # The alias is resolved once: the evaluation names the version it measured.
+    assert by_alias.model_version == version.name and by_alias.baseline_evaluation
+    assert by_alias.dataset_version == version.lineage.dataset_version  # the data it was trained on
+    done, of_job = await _finished(registry, by_alias.name), await _finished(registry, by_job.name)
+    assert done.state == of_job.state == SUCCEEDED, (done.failure, of_job.failure)
+    base = await _finished(registry, done.baseline_evaluation)
+    assert base.state == SUCCEEDED and base.base_model == version.base_model, base.failure
+
+    # The stored version is the job's model: the same prediction for every example.
+    assert await _predictions(registry, done.name) == await _predictions(registry, of_job.name)
+    done = await registry.evaluations.GetEvaluation(epb.GetEvaluationRequest(name=done.name),
+                                                     metadata=registry.auth())
+    accuracy = next(m for m in done.results.metrics if m.name == "accuracy")
+    assert accuracy.HasField("baseline_value") and "base model" in done.results.summary
+
+    listed = await registry.evaluations.ListEvaluations(
+        epb.ListEvaluationsRequest(parent="projects/alpha", filter=f'model_version="{version.name}"'),
+        metadata=registry.auth())
+    assert [e.name for e in listed.evaluations] == [done.name]
+    # Recommendations read the curves of the job that made the version.
+    recs = await registry.evaluations.ListRecommendations(epb.ListRecommendationsRequest(parent=done.name),
+                                                          metadata=registry.auth())
+    assert recs.recommendations, "no recommendations"
+    print(f"model version {version.name}: {done.results.summary}")
+
+
+async def _refused(call, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() == code, info.value.details()
+    return info.value
+
+
+async def test_deleted_foreign_and_missing_versions_are_refused(registry):
+    version = await registry.register(registry.classifier_job, MODEL, description="to be deleted")
+    await registry.stub.DeleteModelVersion(rpb.DeleteModelVersionRequest(name=version.name), metadata=registry.auth())
+    error = await _refused(_create(registry, model_version=version.name), grpc.StatusCode.FAILED_PRECONDITION)
+    assert "deleted" in error.details()
+
+    error = await _refused(_create(registry, project="beta", model_version=f"{MODEL}@candidate"),
+                           grpc.StatusCode.INVALID_ARGUMENT)
+    assert "evaluation.model_version" in error.details()
+    error = await _refused(_create(registry, model_version=f"{MODEL}@nowhere"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "evaluation.model_version" in error.details() and "nowhere" in error.details()
