@@ -103,6 +103,7 @@ class Route:
     http_method: str  # upper case
     template: Template
     body: str  # "", "*" or a top-level field name
+    binding: int = 0  # 0: the rule itself; 1, 2…: its additional_bindings
 
     @property
     def service(self) -> str:
@@ -114,7 +115,10 @@ class Route:
 
     @property
     def operation_id(self) -> str:
-        return f"{self.method.containing_service.name}.{self.method.name}"
+        """Unique per binding (OpenAPI requires it): ``RegistryService.Predict``, then
+        ``RegistryService.Predict.1`` for its first additional binding."""
+        base = f"{self.method.containing_service.name}.{self.method.name}"
+        return f"{base}.{self.binding}" if self.binding else base
 
     @property
     def package(self) -> str:
@@ -155,8 +159,8 @@ def routes_of(service: _descriptor.ServiceDescriptor) -> list[Route]:
         options = method.GetOptions()
         if not options.HasExtension(annotations_pb2.http):
             continue
-        for verb, path, body in _bindings(options.Extensions[annotations_pb2.http]):
-            routes.append(Route(method, verb, Template.parse(path), body))
+        for binding, (verb, path, body) in enumerate(_bindings(options.Extensions[annotations_pb2.http])):
+            routes.append(Route(method, verb, Template.parse(path), body, binding))
     return routes
 
 
