@@ -38,6 +38,8 @@ def _metrics_table(e) -> Table:
 def create(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", "-j", help="Tuning job to evaluate.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Or a registered model version: MODEL@ALIAS, MODEL@N or a full name.")] = None,
     base_model: Annotated[str | None, typer.Option(help="Or a base model, e.g. tiny-gpt2.")] = None,
     version: Annotated[str | None, typer.Option(help="Dataset version DATASET@N (default: the job's).")] = None,
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "",
@@ -45,12 +47,12 @@ def create(
     max_examples: Annotated[int, typer.Option(help="Evaluate a sample of this many (0: all).")] = 0,
     watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow it until it ends.")] = False,
 ) -> None:
-    """Evaluate a model on a split (a tuning job's model gets its base model alongside)."""
+    """Evaluate a model on a split (a tuned model gets its base model alongside)."""
     state = _state(ctx)
     client = state.get_client()
     config = {"max_examples": max_examples} if max_examples else None
-    e = client.evaluations.create(tuning_job=job, base_model=base_model, dataset_version=version, split=split,
-                                  metrics=metric or (), config=config)
+    e = client.evaluations.create(tuning_job=job, model_version=model, base_model=base_model,
+                                  dataset_version=version, split=split, metrics=metric or (), config=config)
     if state.json and not watch_:
         render.print_json(e)
         return

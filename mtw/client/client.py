@@ -15,7 +15,7 @@ import grpc
 
 from mtw.client.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from mtw.client.datasets import AsyncDatasetsResource, DatasetsResource
-from mtw.client.evaluations import EvaluationsResource
+from mtw.client.evaluations import AsyncEvaluationsResource, EvaluationsResource
 from mtw.client.insights import InsightsResource
 from mtw.client.jobs import AsyncJobsResource, JobsResource
 from mtw.client.models import AsyncModelsResource, ModelsResource
@@ -122,6 +122,10 @@ class AsyncClient:
     @cached_property
     def models(self) -> AsyncModelsResource:
         return AsyncModelsResource(self._transport, self.config.project)
+
+    @cached_property
+    def evaluations(self) -> AsyncEvaluationsResource:
+        return AsyncEvaluationsResource(self._transport, self.config.project)
 
     @cached_property
     def jobs(self) -> AsyncJobsResource:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common import names, pagination
-from services.common.auth import Principal, audit, check_project
+from services.common.auth import Principal, audit, check_project, service_metadata
 from services.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -38,6 +38,7 @@ from services.registry_svc.domain.model import (
     Task,
 )
 from services.registry_svc.peers import (
+    SERVICE,
     SUCCEEDED,
     BaseModelInfo,
     DatasetInfo,
@@ -298,7 +299,7 @@ class RegistryApp:
             return None
 
     async def get_version(self, name: str) -> ModelVersion:
-        return await self.resolve(name)
+        return await self._link_new_evaluations(await self.resolve(name))
 
     async def list_versions(self, parent: str, page_size: int, page_token: str, filter_text: str) -> Page:
         project, model_id = self.model_of(parent, "parent")
@@ -348,7 +349,30 @@ class RegistryApp:
         return version
 
     async def model_card(self, name: str) -> ModelVersion:
-        return await self.resolve(name)
+        return await self._link_new_evaluations(await self.resolve(name))
+
+    async def _link_new_evaluations(self, version: ModelVersion) -> ModelVersion:
+        """Evaluations of the version, or of the job that made it, that appeared or finished
+        since it was registered: linked into its lineage, their metrics into its card (the
+        latest one's become the version's headline metrics)."""
+        if version.is_deleted or not self.peers.has_evaluations or not self.settings.internal_token:
+            return version
+        metadata = service_metadata(self.settings.internal_token, version.project, SERVICE)
+        found = await self.peers.evaluations(version.project, version.lineage.tuning_job, (), metadata,
+                                             model_version=version.name)
+        facts = version.lineage.card_facts
+        described = {e["name"] for e in facts.get("evaluations", [])}
+        finished = [e for e in found if e.state == SUCCEEDED and e.name not in described]
+        unlinked = tuple(e.name for e in found if e.name not in version.lineage.evaluations)
+        if not finished and not unlinked:
+            return version
+        evaluations = [*facts.get("evaluations", []), *(dataclasses.asdict(_evaluation_facts(e)) for e in finished)]
+        lineage = dataclasses.replace(version.lineage, evaluations=version.lineage.evaluations + unlinked,
+                                      card_facts={**facts, "evaluations": evaluations})
+        metrics = cards.headline_metrics([cards.EvaluationFacts(**e) for e in evaluations],
+                                         version.lineage.training_metrics)
+        log.info("%s: linked evaluations %s", version.name, ", ".join(unlinked or [e.name for e in finished]))
+        return await self.rewrite_card(dataclasses.replace(version, lineage=lineage, metrics=metrics))
 
     # --- aliases ---------------------------------------------------------------------
 
@@ -506,11 +530,14 @@ def _lineage(job: TuningJobInfo, evaluations: list[EvaluationInfo], base: BaseMo
                 exact_duplicate_rows=data.exact_duplicate_rows, near_duplicate_rows=data.near_duplicate_rows,
                 cross_split_duplicate_rows=data.cross_split_duplicate_rows, pii_rows=data.pii_rows))
             if data is not None else None,
-            "evaluations": [dataclasses.asdict(cards.EvaluationFacts(
-                name=e.name, split=e.split, summary=e.summary, metrics=e.metrics, baseline=e.baseline,
-                higher_is_better=e.higher_is_better)) for e in evaluations if e.state == SUCCEEDED],
+            "evaluations": [dataclasses.asdict(_evaluation_facts(e)) for e in evaluations if e.state == SUCCEEDED],
         },
     )
+
+
+def _evaluation_facts(e: EvaluationInfo) -> cards.EvaluationFacts:
+    return cards.EvaluationFacts(name=e.name, split=e.split, summary=e.summary, metrics=e.metrics,
+                                 baseline=e.baseline, higher_is_better=e.higher_is_better)
 
 
 def _card_input(model: RegisteredModel, version_name: str, description: str, job: TuningJobInfo,

@@ -198,26 +198,32 @@ class Peers:
                 return tuple(texts[:count])
         return ()
 
-    async def evaluations(self, project: str, tuning_job: str, extra: tuple[str, ...],
-                          metadata) -> list[EvaluationInfo]:
-        """Evaluations of the job's output plus ``extra`` ones, oldest first. The evaluation
-        service is optional: when it is absent or down, nothing is linked."""
+    @property
+    def has_evaluations(self) -> bool:
+        return self._evaluation is not None
+
+    async def evaluations(self, project: str, tuning_job: str, extra: tuple[str, ...], metadata,
+                          model_version: str = "") -> list[EvaluationInfo]:
+        """Evaluations of the job's output (and of ``model_version``, when given) plus
+        ``extra`` ones, oldest first. The evaluation service is optional: when it is
+        absent or down, nothing is linked."""
         if self._evaluation is None:
             return []
         found: dict[str, EvaluationInfo] = {}
+        filters = [f'tuning_job="{tuning_job}"'] + ([f'model_version="{model_version}"'] if model_version else [])
         try:
-            token = ""
-            while True:
-                page = await self._evaluation.ListEvaluations(
-                    evaluation_service_pb2.ListEvaluationsRequest(
-                        parent=f"projects/{project}", filter=f'tuning_job="{tuning_job}"', page_size=100,
-                        page_token=token),
-                    metadata=metadata, timeout=15)
-                for e in page.evaluations:
-                    found[e.name] = _evaluation(e)
-                token = page.next_page_token
-                if not token:
-                    break
+            for filter_text in filters:
+                token = ""
+                while True:
+                    page = await self._evaluation.ListEvaluations(
+                        evaluation_service_pb2.ListEvaluationsRequest(
+                            parent=f"projects/{project}", filter=filter_text, page_size=100, page_token=token),
+                        metadata=metadata, timeout=15)
+                    for e in page.evaluations:
+                        found[e.name] = _evaluation(e)
+                    token = page.next_page_token
+                    if not token:
+                        break
             for name in extra:
                 if name not in found:
                     e = await self._evaluation.GetEvaluation(

@@ -57,6 +57,7 @@ class Registry:
     classifier_job: str
     generator_job: str
     evaluations: evaluation_service_pb2_grpc.EvaluationServiceStub
+    evaluation_endpoint: str
 
     def auth(self, project: str = "alpha") -> tuple[tuple[str, str], ...]:
         return self.stack.auth(project)
@@ -118,7 +119,8 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
             assert done.state == js.JOB_STATE_SUCCEEDED, f"{job.name}: {done.failure}"
         yield Registry(stack, running, registry_service_pb2_grpc.RegistryServiceStub(channel), channel,
                        classifier.name, generator.name,
-                       evaluation_service_pb2_grpc.EvaluationServiceStub(evaluation_channel))
+                       evaluation_service_pb2_grpc.EvaluationServiceStub(evaluation_channel),
+                       f"127.0.0.1:{evaluations.port}")
         await channel.close()
         await evaluation_channel.close()
     finally:

@@ -1,7 +1,8 @@
 """Evaluating a registered model version (wizard step 3 on a saved model): addressed by
-alias, measured with its own stored weights against its base model, its recommendations
-read from the tuning job that made it; a deleted version, another project's version and
-a missing one are refused with the field named."""
+alias (through the asyncio SDK), measured with its own stored weights against its base model, its recommendations
+read from the tuning job that made it, and linked into the version's lineage and card
+afterwards; a deleted version, another project's version and a missing one are refused
+with the field named."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import grpc
 import pytest
 
+import mtw
 from mtw.evaluation.v1 import evaluation_pb2
 from mtw.evaluation.v1 import evaluation_service_pb2 as epb
 from mtw.registry.v1 import registered_model_pb2
@@ -52,11 +54,16 @@ async def test_a_version_is_evaluated_through_its_alias_against_its_base_model(r
     await registry.stub.SetAlias(rpb.SetAliasRequest(registered_model=MODEL, alias="candidate",
                                                      model_version=version.version_id), metadata=registry.auth())
 
-    by_alias = await _create(registry, model_version=f"{MODEL}@candidate", split="validation")
-    by_job = await _create(registry, tuning_job=registry.classifier_job, split="validation")
-    # The alias is resolved once: the evaluation names the version it measured.
-    assert by_alias.model_version == version.name and by_alias.baseline_evaluation
-    assert by_alias.dataset_version == version.lineage.dataset_version  # the data it was trained on
+    # Through the asyncio SDK, as a user names it: MODEL@ALIAS in the client's project.
+    async with mtw.AsyncClient({"evaluation": registry.evaluation_endpoint}, registry.key, project="alpha") as client:
+        by_alias = await client.evaluations.create(model_version="genres-measured@candidate", split="validation")
+        by_job = await _create(registry, tuning_job=registry.classifier_job, split="validation")
+        # The alias is resolved once: the evaluation names the version it measured.
+        assert by_alias.model_version == version.name and by_alias.baseline_evaluation
+        assert by_alias.dataset_version == version.lineage.dataset_version  # the data it was trained on
+        events = [e async for e in client.evaluations.watch(by_alias)]
+        assert events[-1].state_change.state == SUCCEEDED
+        assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
     done, of_job = await _finished(registry, by_alias.name), await _finished(registry, by_job.name)
     assert done.state == of_job.state == SUCCEEDED, (done.failure, of_job.failure)
     base = await _finished(registry, done.baseline_evaluation)
@@ -73,6 +80,16 @@ async def test_a_version_is_evaluated_through_its_alias_against_its_base_model(r
         epb.ListEvaluationsRequest(parent="projects/alpha", filter=f'model_version="{version.name}"'),
         metadata=registry.auth())
     assert [e.name for e in listed.evaluations] == [done.name]
+    # Evaluations made after the registration are linked: lineage, headline metrics, card.
+    linked = await registry.stub.GetModelVersion(rpb.GetModelVersionRequest(name=version.name),
+                                                 metadata=registry.auth())
+    assert {done.name, of_job.name} <= set(linked.lineage.evaluations)
+    assert not set(version.lineage.evaluations) & {done.name, of_job.name}  # not known at registration
+    assert linked.metrics["accuracy"] == pytest.approx(accuracy.value)  # same predictions, same accuracy
+    card = await registry.stub.GetModelCard(rpb.GetModelCardRequest(name=version.name), metadata=registry.auth())
+    assert f"Evaluation `{done.name}` on the `validation` split." in card.markdown
+    assert card.markdown == linked.model_card
+
     # Recommendations read the curves of the job that made the version.
     recs = await registry.evaluations.ListRecommendations(epb.ListRecommendationsRequest(parent=done.name),
                                                           metadata=registry.auth())
