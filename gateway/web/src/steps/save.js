@@ -1,8 +1,9 @@
 // Step 4 — Save and use: register the tuned model under a name with an alias, read its
-// model card, try it (Predict), copy code to call it, download it.
+// model card, try it (Predict), copy code to call it, download it; then the survey.
 import { ApiError, call } from "../api.js";
 import { clear, copyButton, errorBox, fmtBytes, h, nextId, slug, TASK_LABELS } from "../ui.js";
 import { wizard } from "../state.js";
+import { surveyCard } from "./survey.js";
 
 export async function renderSave(root, { project }) {
   const state = wizard.get();
@@ -10,13 +11,17 @@ export async function renderSave(root, { project }) {
   const ids = { name: nextId("name"), description: nextId("desc"), alias: nextId("alias") };
   const saved = h("div");
   const formError = h("div");
+  // A job started with "register to model" saved itself: only the alias is left to choose.
+  const naming = job.model_version
+    ? [h("p", {}, "This job saved its model as ", h("code", {}, job.model_version), " when it finished.")]
+    : [h("label", { for: ids.name }, "Name"),
+      h("input", { id: ids.name, name: "name", required: true, value: state.datasetName ? `${state.datasetName} model` : "", "aria-describedby": `${ids.name}-h` }),
+      h("small", { id: `${ids.name}-h`, class: "muted" }, "How you and your team will find it."),
+      h("label", { for: ids.description }, "Description"),
+      h("textarea", { id: ids.description, name: "description", rows: 2 })];
   const form = h("form", { class: "card", novalidate: true },
     h("h2", {}, "Name your model"),
-    h("label", { for: ids.name }, "Name"),
-    h("input", { id: ids.name, name: "name", required: true, value: state.datasetName ? `${state.datasetName} model` : "", "aria-describedby": `${ids.name}-h` }),
-    h("small", { id: `${ids.name}-h`, class: "muted" }, "How you and your team will find it."),
-    h("label", { for: ids.description }, "Description"),
-    h("textarea", { id: ids.description, name: "description", rows: 2 }),
+    naming,
     h("label", { for: ids.alias }, "Alias"),
     h("input", { id: ids.alias, name: "alias", value: "production", pattern: "[a-z][a-z0-9-]*", "aria-describedby": `${ids.alias}-h` }),
     h("small", { id: `${ids.alias}-h`, class: "muted" }, "A stable name for this version, e.g. production. Point it at a newer version later without changing your code."),
@@ -33,7 +38,13 @@ export async function renderSave(root, { project }) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const version = await register(form.name.value.trim(), form.description.value.trim(), form.alias.value.trim());
+      const version = job.model_version
+        ? await call("RegistryService.GetModelVersion", { name: job.model_version })
+        : await register(form.name.value.trim(), form.description.value.trim());
+      const alias = form.alias.value.trim();
+      if (alias) {
+        await call("RegistryService.SetAlias", { registered_model: version.name.split("/versions/")[0], alias, model_version: version.name });
+      }
       wizard.set({ modelVersion: version.name, alias: form.alias.value.trim() });
       await showModel(version.name, form.alias.value.trim());
     } catch (err) {
@@ -43,7 +54,7 @@ export async function renderSave(root, { project }) {
     }
   });
 
-  async function register(displayName, description, alias) {
+  async function register(displayName, description) {
     let model;
     try {
       model = await call("RegistryService.CreateRegisteredModel", {
@@ -54,14 +65,10 @@ export async function renderSave(root, { project }) {
       if (!(err instanceof ApiError && err.status === "ALREADY_EXISTS")) throw err;
       throw new Error("A model with that name exists already; choose another name.");
     }
-    const version = job.model_version
-      ? await call("RegistryService.GetModelVersion", { name: job.model_version })
-      : await call("RegistryService.CreateModelVersion", {
-        parent: model.name, tuning_job: job.name, description, request_id: crypto.randomUUID(),
-        evaluations: state.evaluation ? [state.evaluation] : [],
-      });
-    if (alias) await call("RegistryService.SetAlias", { registered_model: model.name, alias, model_version: version.name });
-    return version;
+    return call("RegistryService.CreateModelVersion", {
+      parent: model.name, tuning_job: job.name, description, request_id: crypto.randomUUID(),
+      evaluations: state.evaluation ? [state.evaluation] : [],
+    });
   }
 
   async function showModel(versionName, alias) {
@@ -76,7 +83,7 @@ export async function renderSave(root, { project }) {
     }
     clear(saved,
       h("p", { class: "success", role: "status" }, "Saved as ", h("code", {}, target)),
-      tryIt(target), card, snippets(target), await downloads(versionName));
+      tryIt(target), card, snippets(target), await downloads(versionName), await surveyCard(versionName));
   }
 
   function tryIt(target) {

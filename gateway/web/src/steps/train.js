@@ -122,7 +122,7 @@ export async function renderTrain(root, { navigate, next }) {
     const parts = [h("h2", {}, "Evaluation"), results.summary ? h("p", { class: "lead" }, results.summary) : null];
     if (ev.state === "JOB_STATE_FAILED") parts.push(errorBox({ message: ev.failure?.error?.message || "The evaluation failed." }));
     if ((results.metrics || []).length) {
-      parts.push(h("table", { class: "table metrics" },
+      parts.push(h("div", { class: "scroll" }, h("table", { class: "table metrics" },
         h("caption", {}, "Tuned model against the base model on the test split"),
         h("thead", {}, h("tr", {}, ["Metric", "Base model", "Tuned model", "Change"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, results.metrics.map((m) => {
@@ -130,7 +130,7 @@ export async function renderTrain(root, { navigate, next }) {
           const better = m.higher_is_better ? delta > 0 : delta < 0;
           return h("tr", {}, h("th", { scope: "row" }, m.name), h("td", {}, fmt(m.baseline_value)), h("td", {}, fmt(m.value)),
             h("td", { class: delta === 0 ? "" : better ? "better" : "worse" }, `${delta > 0 ? "+" : ""}${fmt(delta)}`));
-        }))));
+        })))));
     }
     const cm = results.confusion_matrix;
     if (cm && (cm.labels || []).length) parts.push(confusionMatrix(cm));
