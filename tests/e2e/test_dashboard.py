@@ -22,11 +22,9 @@ import pytest
 
 from devstack.components import free_port
 
+from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
 from .test_wizard_step1 import BROWN, Devstack
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 # A fresh database: the first estimate measures throughput on Ray, bounded here so a busy
 # machine gives an estimate without a duration rather than a long wait.
 CALIBRATION_TIMEOUT_SECONDS = 20
@@ -45,7 +43,6 @@ UNNAMED_CONTROLS_JS = """() => [...document.querySelectorAll('main input, main s
       || el.getAttribute('aria-labelledby') || (el.textContent || '').trim();
     return !named;
   }).map(el => el.outerHTML.slice(0, 120))"""
-OVERFLOW_JS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
 
 def brown_slice(path: Path, labels=("government", "fiction_romance", "humor"), per_label: int = 120) -> Path:
@@ -94,19 +91,11 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
     broken.write_text("text,label\nfine row,a\nthis,has,three\nanother,b\nno label,\n" + "x,a\ny,b\n" * 4)
     good = brown_slice(tmp_path / "brown_three_genres.csv")
 
-    def shoot(page, name: str) -> None:
-        for label, size in (("laptop", LAPTOP), ("phone", PHONE)):
-            page.set_viewport_size(size)
-            page.wait_for_timeout(300)  # charts resize
-            assert page.evaluate(OVERFLOW_JS) <= 1, f"{name} scrolls sideways at {label} width"
-            page.screenshot(path=str(artefacts / f"{name}-{label}.png"), full_page=True)
-        page.set_viewport_size(LAPTOP)
-
     def assert_named_controls(page) -> None:
         assert page.evaluate(UNNAMED_CONTROLS_JS) == []
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        browser = launch(p)
         page = browser.new_page(viewport=LAPTOP)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -114,14 +103,12 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
             # Sign in: the key goes in a form, never in the URL.
             page.goto(url + "/")
             expect(page).to_have_url(url + "/signin")
-            page.get_by_label("Project").fill("dev")
-            page.get_by_label("API key").fill(key)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in(page, "dev", key)
             create = page.get_by_role("button", name="Create Custom Model")
             expect(create).to_be_visible()
             assert key not in page.url
             assert all(not c["name"].startswith("mtw_key") or c["httpOnly"] for c in page.context.cookies())
-            shoot(page, "0-landing")
+            shoot(page, artefacts, "0-landing")
 
             # Keyboard: a new page puts focus on its heading; the next Tab is the
             # button; Enter opens the wizard.
@@ -150,7 +137,7 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
             expect(rows).to_have_count(2)
             expect(rows.nth(0)).to_contain_text("3")
             expect(rows.nth(0)).to_contain_text("expected 2 columns")
-            shoot(page, "1-data-broken")
+            shoot(page, artefacts, "1-data-broken")
 
             # A fresh wizard with good data.
             page.evaluate("sessionStorage.clear()")
@@ -170,7 +157,7 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
             expect(page.get_by_role("combobox", name="label")).to_have_value("label")  # mapping editor
             expect(page.locator("table.preview tbody tr")).to_have_count(8)
             assert_named_controls(page)
-            shoot(page, "1-data-report")
+            shoot(page, artefacts, "1-data-report")
 
             # Step 2: model, preset, advanced validation, estimate, start.
             page.get_by_role("button", name="Continue to parameters").click()
@@ -193,13 +180,13 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
             expect(estimate).to_contain_text("Training examples", timeout=ESTIMATE_TIMEOUT_MS)
             expect(estimate).to_contain_text(re.compile(r"About \d+|Duration not known yet"))
             expect(estimate).to_contain_text("288")  # the training split of 360 rows
-            shoot(page, "2-parameters")
+            shoot(page, artefacts, "2-parameters")
 
             page.get_by_role("button", name="Start training").click()
             expect(page.get_by_role("heading", name="Step 3 — Training")).to_be_visible()
             expect(page.locator("#job-h .state")).to_have_text(re.compile("Queued|Preparing|Running"), timeout=30_000)
             expect(page.get_by_role("log", name="Job events")).to_contain_text(re.compile("Queued|Preparing|Running"))
-            shoot(page, "3-training")
+            shoot(page, artefacts, "3-training")
             page.get_by_role("button", name="Cancel training").click()
             expect(page.locator("#job-h .state")).to_have_text(re.compile("Cancell"), timeout=60_000)
             assert errors == [], errors

@@ -33,6 +33,7 @@ import pytest
 from devstack.components import free_port
 from tests.otlp import OtlpReceiver, ReceivedSpan
 
+from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
 from .test_wizard_step1 import BROWN, Devstack
 
 pytestmark = pytest.mark.skipif(not BROWN.is_file(), reason="the shared data files are missing")
@@ -196,16 +197,6 @@ def test_the_wizard_path_is_one_trace_with_metrics(wizard_run: WizardRun, receiv
     assert {"project": "dev", "task": "SEQUENCE_CLASSIFICATION", "outcome": "succeeded"} in runs
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-OVERFLOW_JS = "() => document.documentElement.scrollWidth - window.innerWidth"
-# What sticks out past the right edge, to name it when the page scrolls sideways.
-WIDEST_JS = """() => [...document.querySelectorAll('main *')]
-  .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
-  .slice(-3).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').slice(0, 40))"""
-
-
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run make install")
 def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: WizardRun,
                                              tmp_path_factory: pytest.TempPathFactory):
@@ -218,25 +209,14 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
     artefacts = Path(os.environ.get("MTW_ARTEFACTS") or tmp_path_factory.mktemp("wizard-shots"))
     model = wizard_run.model_version.split("/versions/")[0]
 
-    def shoot(page, name: str) -> None:
-        for label, size in (("laptop", LAPTOP), ("phone", PHONE)):
-            page.set_viewport_size(size)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(artefacts / f"{name}-{label}.png"), full_page=True)
-            assert page.evaluate(OVERFLOW_JS) <= 1, \
-                f"{name} scrolls sideways at {label} width: {page.evaluate(WIDEST_JS)}"
-        page.set_viewport_size(LAPTOP)
-
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        browser = launch(p)
         page = browser.new_page(viewport=LAPTOP)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
             page.goto(url + "/signin")
-            page.get_by_label("Project").fill("dev")
-            page.get_by_label("API key").fill(key)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in(page, "dev", key)
             expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
             # Resume the wizard where this tab would be after starting the job.
             page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
@@ -249,7 +229,7 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
             expect(metrics.get_by_role("rowheader", name="accuracy")).to_be_visible()
             for heading in ("Confusion matrix", "Hardest examples", "Recommendations"):
                 expect(page.get_by_role("heading", name=heading)).to_be_visible()
-            shoot(page, "3-evaluation")
+            shoot(page, artefacts, "3-evaluation")
 
             page.get_by_role("button", name="Continue to save").click()
             expect(page.get_by_role("heading", name="Step 4 — Save and use")).to_be_visible()
@@ -271,7 +251,7 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
             survey.get_by_label("What would you change? (optional)").fill("More presets for short texts.")
             survey.get_by_role("button", name="Send").click()
             expect(survey.get_by_role("heading", name="Thank you")).to_be_visible()
-            shoot(page, "4-saved")
+            shoot(page, artefacts, "4-saved")
             page.reload()
             expect(page.locator("section.survey")).to_contain_text("You told us how it went for this model.")
             assert errors == [], errors

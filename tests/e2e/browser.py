@@ -1,0 +1,36 @@
+"""Helpers for the dashboard tests in headless Chromium (Debian's, driven by Playwright;
+``make install`` installs it, Playwright never downloads a browser of its own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+OVERFLOW_JS = "() => document.documentElement.scrollWidth - window.innerWidth"
+# What sticks out past the right edge, to name it when the page scrolls sideways.
+WIDEST_JS = """() => [...document.querySelectorAll('main *')]
+  .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(-3).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').slice(0, 40))"""
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+
+
+def sign_in(page, project: str, key: str) -> None:
+    """Fills the sign-in form the dashboard shows a signed-out visitor."""
+    page.get_by_label("Project").fill(project)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shoot(page, folder: Path, name: str) -> None:
+    """Screenshots at laptop and phone width; the page must not scroll sideways."""
+    for label, size in (("laptop", LAPTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(300)  # charts resize
+        page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
+        assert page.evaluate(OVERFLOW_JS) <= 1, f"{name} scrolls sideways at {label} width: {page.evaluate(WIDEST_JS)}"
+    page.set_viewport_size(LAPTOP)
