@@ -2,7 +2,8 @@
 MiniLM measured on the whole test split (checked against scikit-learn on the same
 predictions) next to its base model, example results paged with a filter, a comparison,
 a causal LM with perplexity from a deliberately over-fitted tiny GPT-2 whose
-recommendation starts a new job with lineage, cancel, tenancy and bad requests."""
+recommendation starts a new job with lineage, cancel, a service restart mid-run, tenancy
+and bad requests."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mtw.dataset.v1 import dataset_service_pb2 as dpb
-from mtw.evaluation.v1 import evaluation_pb2
+from mtw.evaluation.v1 import evaluation_pb2, evaluation_service_pb2_grpc
 from mtw.evaluation.v1 import evaluation_service_pb2 as epb
 from mtw.training.v1 import hyperparameters_pb2 as hp
 from services.common.auth import service_metadata
@@ -205,6 +206,34 @@ async def test_cancel_stops_a_running_evaluation(world):
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await s.get(created.name)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_restarted_service_adopts_the_running_evaluation(world):
+    """The service stops mid-run (a deploy): the run goes on in Ray, the next start adopts
+    it, and the evaluation ends SUCCEEDED having run once, its history without a gap."""
+    from services.eval_svc import service as eval_service
+
+    s = world
+    created = await s.create(base_model="baseModels/all-minilm-l6-v2", dataset_version=s.versions["classification"],
+                             split="train", config=evaluation_pb2.EvaluationConfig(batch_size=1))
+    await s.wait(created.name, {3}, timeout=120)  # RUNNING: scoring on Ray
+    settings = s.service.app.settings
+    await s.service.stop()
+    await s.channel.close()
+    s.service = await eval_service.start(settings)
+    s.channel = grpc.aio.insecure_channel(f"127.0.0.1:{s.service.port}")
+    s.stub = evaluation_service_pb2_grpc.EvaluationServiceStub(s.channel)
+    done = await s.wait(created.name, timeout=300)
+    assert done.state == SUCCEEDED, done.failure
+    events = [e async for e in s.stub.WatchEvaluation(epb.WatchEvaluationRequest(name=done.name),
+                                                      metadata=s.auth())]
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
+    started = [e for e in events if e.WhichOneof("event") == "state_change" and e.state_change.state == 2]
+    assert len(started) == 1, "the evaluation ran once"
+    assert done.results.example_count == next(
+        sp.row_count for sp in (await s.stack.dataset_stub.GetDatasetVersion(
+            dpb.GetDatasetVersionRequest(name=s.versions["classification"]), metadata=s.auth())).splits
+        if sp.name == "train")
 
 
 async def test_another_projects_evaluation_is_not_found(world):
