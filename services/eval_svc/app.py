@@ -666,6 +666,11 @@ class EvaluationApp:
         try:
             await self.scheduler.submit(run)
         except Exception as exc:
+            current = await self.store.get(attempt.project, attempt.evaluation_id)
+            if current.state == JobState.CANCELLING:  # the cancel stopped the run as it was being submitted
+                await self.store.record(attempt.project, attempt.evaluation_id, "state", {
+                    "state": JobState.CANCELLED, "message": "cancelled before it started"}, failure=cancelled_by_user())
+                return True
             log.exception("could not submit %s", attempt.spec.run_name)
             message = f"the cluster did not accept the run: {exc}"
             await self.store.record(attempt.project, attempt.evaluation_id, "state",

@@ -602,6 +602,11 @@ class TrainingApp:
         try:
             await self.scheduler.submit(run)
         except Exception as exc:
+            if (await self.store.attempt(project, job_id)).state == JobState.CANCELLING:
+                # The cancel stopped the run as it was being submitted.
+                await self.store.record(project, job_id, "state", {
+                    "state": JobState.CANCELLED, "message": "cancelled before it started"}, failure=cancelled_by_user())
+                return
             log.exception("could not submit %s", spec.run_name)
             await self.store.record(project, job_id, "state", {"state": JobState.FAILED,
                                     "message": f"the cluster did not accept the run: {exc}"},
