@@ -17,6 +17,8 @@ from mtw.evaluation.v1 import evaluation_service_pb2 as epb
 from mtw.registry.v1 import registered_model_pb2
 from mtw.registry.v1 import registry_service_pb2 as rpb
 
+from .conftest import wait_for
+
 pytestmark = pytest.mark.slow
 
 MODEL = "projects/alpha/models/genres-measured"
@@ -90,10 +92,14 @@ async def test_a_version_is_evaluated_through_its_alias_against_its_base_model(r
     assert f"Evaluation `{done.name}` on the `validation` split." in card.markdown
     assert card.markdown == linked.model_card
 
-    # Recommendations read the curves of the job that made the version.
-    recs = await registry.evaluations.ListRecommendations(epb.ListRecommendationsRequest(parent=done.name),
-                                                          metadata=registry.auth())
-    assert recs.recommendations, "no recommendations"
+    # Recommendations read the curves of the job that made the version. They are made in
+    # the background once the evaluation and its baseline have ended.
+    async def recommendations():
+        page = await registry.evaluations.ListRecommendations(
+            epb.ListRecommendationsRequest(parent=done.name), metadata=registry.auth())
+        return page.recommendations
+
+    assert await wait_for(recommendations, timeout=60)
     print(f"model version {version.name}: {done.results.summary}")
 
 
