@@ -85,15 +85,23 @@ class NotifyHub:
             await asyncio.wait_for(event.wait(), self.poll_seconds)
         event.clear()
 
+    @contextlib.asynccontextmanager
     async def follow(self, project: str, resource_id: str, after: int, *,
                      read: Callable[[int, int], Awaitable[list[Any]]], is_final: Callable[[Any], bool],
-                     has_ended: Callable[[], Awaitable[bool]], batch: int = 500) -> AsyncIterator[Any]:
-        """A resource's events after sequence ``after``: the stored ones, then live ones,
-        until its final event (or, for a resource that ended without one, its last).
+                     has_ended: Callable[[], Awaitable[bool]], batch: int = 500) -> AsyncIterator[AsyncIterator[Any]]:
+        """``async with hub.follow(...) as events``: a resource's events after sequence
+        ``after``, the stored ones, then live ones, until its final event (or, for a
+        resource that ended without one, its last). Leaving the block unsubscribes at
+        once, also when the reader stops early (a client gone mid-stream).
 
         ``read(after, limit)`` lists stored events in order (each has ``.sequence``);
         ``has_ended()`` says whether the resource is in a terminal state.
         """
+        events = self._follow(project, resource_id, after, read, is_final, has_ended, batch)
+        async with contextlib.aclosing(events):
+            yield events
+
+    async def _follow(self, project, resource_id, after, read, is_final, has_ended, batch) -> AsyncIterator[Any]:
         async with self.subscribe(project, resource_id) as woken:
             while True:
                 events = await read(after, batch)

@@ -29,6 +29,7 @@ from services.common.interceptors import error_details
 T = TypeVar("T")
 
 _PASSED_ON: dict[grpc.StatusCode, type[MtwError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
@@ -83,8 +84,6 @@ def passed_on(exc: grpc.aio.AioRpcError, service: str, what: str) -> MtwError:
     message = exc.details() or what
     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(message, violations, reason=reason, metadata=metadata)
-    if exc.code() == grpc.StatusCode.NOT_FOUND:
-        return NotFound(message, reason=reason, metadata=metadata)
     cls = _PASSED_ON.get(exc.code())
     if cls is not None:
         return cls(message, reason=reason, metadata=metadata)

@@ -505,11 +505,10 @@ class TrainingApp:
         async def has_ended() -> bool:
             return (await self.store.get_job(project, job_id)).state.is_terminal
 
-        events = self.hub.follow(
+        async with self.hub.follow(
             project, job_id, after, read=lambda after, limit: self.store.list_events(project, job_id, after, limit),
             is_final=_is_final, has_ended=has_ended,
-        )
-        async with contextlib.aclosing(events):  # a client gone mid-stream unsubscribes at once
+        ) as events:
             async for event in events:
                 yield event
 
