@@ -1,9 +1,9 @@
 """The registry under test, with everything real around it: the dataset service, the
 training service on a local Ray head (jobs of ~16 steps: MiniLM LoRA on Brown-corpus
-genres, tiny GPT-2 LoRA on prose), PostgreSQL, the S3 server, and the registry service
+genres, tiny GPT-2 LoRA on prose and on chatterbot conversations), PostgreSQL, the S3 server, and the registry service
 itself on a loopback port. The classification job registers itself (the training
-service calls CreateModelVersion as a service); the generation job is registered by
-the tests. The evaluation service measures registered versions. Built once for the
+service calls CreateModelVersion as a service); the generation and chat jobs are
+registered by the tests. The evaluation service measures registered versions. Built once for the
 whole package.
 """
 
@@ -30,6 +30,7 @@ from services.registry_svc.settings import RegistrySettings
 from tests.integration.training.service_harness import (
     Stack,
     brown_csv,
+    chat_jsonl,
     start_stack,
     stop_stack,
     text_csv,
@@ -56,6 +57,7 @@ class Registry:
     channel: grpc.aio.Channel
     classifier_job: str
     generator_job: str
+    chat_job: str
     evaluations: evaluation_service_pb2_grpc.EvaluationServiceStub
     evaluation_endpoint: str
 
@@ -94,11 +96,14 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
     try:
         stack.versions["classification"] = await stack.upload(brown_csv(160), "brown.csv")
         stack.versions["causal_lm"] = await stack.upload(text_csv(120), "prose.csv")
+        stack.versions["chat"] = await stack.upload(chat_jsonl(120), "chat.jsonl")
         classifier = await stack.create(hyperparameters=small(), display_name="genres", skip_final_evaluation=True,
                                         register_to_model=CLASSIFIER_MODEL)
         generator = await stack.create(base_model="baseModels/tiny-gpt2",
                                        dataset_version=stack.versions["causal_lm"], skip_final_evaluation=True,
                                        hyperparameters=small(max_seq_length=48), display_name="prose")
+        assistant = await stack.create(base_model="baseModels/tiny-gpt2", dataset_version=stack.versions["chat"],
+                                       skip_final_evaluation=True, hyperparameters=small(), display_name="assistant")
         evaluations = await eval_service.start(service_settings(
             EvaluationSettings, s3_bucket=stack.settings.s3_bucket, service_name="evaluation-svc",
             dataset_service_endpoint=f"127.0.0.1:{stack.dataset.port}",
@@ -114,11 +119,11 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
         running = await registry_service.start(settings)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         evaluation_channel = grpc.aio.insecure_channel(f"127.0.0.1:{evaluations.port}")
-        for job in (classifier, generator):
+        for job in (classifier, generator, assistant):
             done = await stack.wait_for(job.name, TERMINAL, timeout=420)
             assert done.state == js.JOB_STATE_SUCCEEDED, f"{job.name}: {done.failure}"
         yield Registry(stack, running, registry_service_pb2_grpc.RegistryServiceStub(channel), channel,
-                       classifier.name, generator.name,
+                       classifier.name, generator.name, assistant.name,
                        evaluation_service_pb2_grpc.EvaluationServiceStub(evaluation_channel),
                        f"127.0.0.1:{evaluations.port}")
         await channel.close()
