@@ -124,6 +124,7 @@ class EvaluationApp:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._registry_retry_at = 0.0  # loop time before which no link is pushed again
 
     # --- names and credentials ----------------------------------------------------------
 
@@ -679,12 +680,33 @@ class EvaluationApp:
         return True
 
     async def follow_ups(self) -> None:
-        """Recommendations of SUCCEEDED evaluations (once their baseline has ended)."""
+        """Recommendations of SUCCEEDED evaluations (once their baseline has ended), and
+        ended evaluations of tuned models pushed to the registry."""
         for evaluation in await self.store.pending_recommendations():
             try:
                 await self.make_recommendations(evaluation)
             except Exception:
                 log.exception("could not make the recommendations of %s; retrying later", evaluation.name)
+        await self.push_registry_links()
+
+    async def push_registry_links(self) -> None:
+        """The registry links each ended evaluation of a job's output or of a version into
+        the versions it measured. While it cannot be reached, pushes wait and retry."""
+        loop = asyncio.get_running_loop()
+        if not self.registry.available or loop.time() < self._registry_retry_at:
+            return
+        for evaluation in await self.store.pending_registry_links():
+            try:
+                linked = await self.registry.link_evaluation(evaluation.project, evaluation.name,
+                                                             self.metadata(evaluation.project))
+            except Exception as exc:  # noqa: BLE001 - any failure is retried later
+                self._registry_retry_at = loop.time() + self.settings.registry_retry_seconds
+                log.warning("could not link %s in the registry (%s); retrying in %.0f s", evaluation.name, exc,
+                            self.settings.registry_retry_seconds)
+                return
+            await self.store.mark_registry_linked(evaluation.project, evaluation.evaluation_id)
+            if linked:
+                log.info("%s linked into %s", evaluation.name, ", ".join(linked))
 
     def _encode(self, state: dict, fingerprint: str) -> str:
         return pagination.encode_page_token(self.settings.page_token_secret, state, fingerprint)

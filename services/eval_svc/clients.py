@@ -110,3 +110,16 @@ class RegistryClient:
             raise FailedPrecondition(f"model version '{version.name}' was deleted; its weights are gone",
                                      reason="MODEL_VERSION_DELETED")
         return version
+
+    @property
+    def available(self) -> bool:
+        return self._stub is not None
+
+    async def link_evaluation(self, project: str, name: str, metadata: Metadata) -> list[str]:
+        """Tells the registry that evaluation ``name`` has ended; it links it into the
+        versions it measured and returns them."""
+        assert self._stub is not None
+        linked = await ask(self._stub.LinkEvaluation(
+            registry_service_pb2.LinkEvaluationRequest(parent=f"projects/{project}", evaluation=name),
+            metadata=metadata, timeout=30), service="registry", kind="evaluation", name=name)
+        return list(linked.model_versions)

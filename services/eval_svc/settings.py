@@ -35,6 +35,8 @@ class EvaluationSettings(ServiceSettings):
     model_cache_bytes: int = 20 * 2**30
     # How often queued evaluations, runs and follow-ups are looked at when nothing wakes the loop.
     scheduler_interval_seconds: float = 2.0
+    # After the registry could not be told of an ended evaluation, wait this long before trying again.
+    registry_retry_seconds: float = 30.0
 
     @property
     def model_cache_path(self) -> Path:

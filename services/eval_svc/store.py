@@ -476,6 +476,17 @@ class EvaluationStore:
                                      " ORDER BY update_time LIMIT 20")
         return [_evaluation(r) for r in rows]
 
+    async def pending_registry_links(self) -> list[Evaluation]:
+        """Ended evaluations of a tuned model that the registry has not been told of."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM evaluations WHERE NOT registry_linked AND model_kind <> 'base_model'"
+            " AND state IN (4, 5, 7) ORDER BY update_time LIMIT 20")
+        return [_evaluation(r) for r in rows]
+
+    async def mark_registry_linked(self, project: str, evaluation_id: str) -> None:
+        await self.pool.execute("UPDATE evaluations SET registry_linked = true WHERE project = $1"
+                                " AND evaluation_id = $2", project, evaluation_id)
+
     async def save_recommendations(self, project: str, evaluation_id: str, recs: list[Recommendation]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM recommendations WHERE project = $1 AND evaluation_id = $2",

@@ -299,7 +299,7 @@ class RegistryApp:
             return None
 
     async def get_version(self, name: str) -> ModelVersion:
-        return await self._link_new_evaluations(await self.resolve(name))
+        return await self.resolve(name)
 
     async def list_versions(self, parent: str, page_size: int, page_token: str, filter_text: str) -> Page:
         project, model_id = self.model_of(parent, "parent")
@@ -325,13 +325,16 @@ class RegistryApp:
             raise InvalidArgument(_summary("the update", violations), violations)
         version = await self.store.update_version(ref.project, ref.model, int(ref.version), changes, etag)
         if "description" in changes and not version.is_deleted:
-            version = await self.rewrite_card(version)
+            async with self.store.version_lock(version):
+                version = await self.rewrite_card(await self.store.get_version(ref.project, ref.model,
+                                                                               int(ref.version)))
         await audit(self.store.pool, "model_version.update", version.name, {"fields": sorted(changes)},
                     service=self.settings.service_name)
         return version
 
     async def rewrite_card(self, version: ModelVersion) -> ModelVersion:
-        """The card again from the stored lineage (after a description change or new evaluations)."""
+        """The card again from the stored lineage (after a description change or new evaluations);
+        called under the version's lock."""
         model = await self.store.get_model(version.project, version.model_id)
         card = cards.render(_card_input_from_version(model, version))
         artifacts = await self.files.write_card(version.artifacts, card)
@@ -349,30 +352,35 @@ class RegistryApp:
         return version
 
     async def model_card(self, name: str) -> ModelVersion:
-        return await self._link_new_evaluations(await self.resolve(name))
+        return await self.resolve(name)
 
-    async def _link_new_evaluations(self, version: ModelVersion) -> ModelVersion:
-        """Evaluations of the version, or of the job that made it, that appeared or finished
-        since it was registered: linked into its lineage, their metrics into its card (the
-        latest one's become the version's headline metrics)."""
-        if version.is_deleted or not self.peers.has_evaluations or not self.settings.internal_token:
-            return version
-        metadata = service_metadata(self.settings.internal_token, version.project, SERVICE)
-        found = await self.peers.evaluations(version.project, version.lineage.tuning_job, (), metadata,
-                                             model_version=version.name)
-        facts = version.lineage.card_facts
-        described = {e["name"] for e in facts.get("evaluations", [])}
-        finished = [e for e in found if e.state == SUCCEEDED and e.name not in described]
-        unlinked = tuple(e.name for e in found if e.name not in version.lineage.evaluations)
-        if not finished and not unlinked:
-            return version
-        evaluations = [*facts.get("evaluations", []), *(dataclasses.asdict(_evaluation_facts(e)) for e in finished)]
-        lineage = dataclasses.replace(version.lineage, evaluations=version.lineage.evaluations + unlinked,
-                                      card_facts={**facts, "evaluations": evaluations})
-        metrics = cards.headline_metrics([cards.EvaluationFacts(**e) for e in evaluations],
-                                         version.lineage.training_metrics)
-        log.info("%s: linked evaluations %s", version.name, ", ".join(unlinked or [e.name for e in finished]))
-        return await self.rewrite_card(dataclasses.replace(version, lineage=lineage, metrics=metrics))
+    async def link_evaluation(self, parent: str, evaluation: str) -> list[ModelVersion]:
+        """Links an evaluation into the versions it measured: the version it names, or
+        every live version made from the tuning job it evaluated."""
+        project = self.project_of(parent)
+        if not evaluation:
+            raise InvalidArgument.field("evaluation", "required: projects/{project}/evaluations/{evaluation}")
+        if names.parse(EVALUATION, evaluation, "evaluation")["project"] != project:
+            raise NotFound.resource("evaluation", evaluation)
+        found = await self.peers.evaluation(evaluation, service_metadata(self.settings.internal_token, project,
+                                                                         SERVICE))
+        if found.model_version:
+            ref = self.version_ref(found.model_version, "evaluation")
+            targets = [await self.store.get_version(ref.project, ref.model, int(ref.version))]
+        elif found.tuning_job:
+            targets = await self.store.versions_made_by(project, found.tuning_job)
+        else:
+            raise InvalidArgument.field("evaluation", f"'{evaluation}' measured a base model; only evaluations of "
+                                        "a tuning job's output or of a model version are linked to versions")
+        linked = []
+        for target in (t for t in targets if not t.is_deleted):
+            async with self.store.version_lock(target):
+                current = await self.store.get_version(target.project, target.model_id, target.version)
+                changed = _with_evaluation(current, found)
+                linked.append(current if changed is None else await self.rewrite_card(changed))
+            if changed is not None:
+                log.info("%s: linked evaluation %s", current.name, found.name)
+        return linked
 
     # --- aliases ---------------------------------------------------------------------
 
@@ -533,6 +541,24 @@ def _lineage(job: TuningJobInfo, evaluations: list[EvaluationInfo], base: BaseMo
             "evaluations": [dataclasses.asdict(_evaluation_facts(e)) for e in evaluations if e.state == SUCCEEDED],
         },
     )
+
+
+def _with_evaluation(version: ModelVersion, e: EvaluationInfo) -> ModelVersion | None:
+    """The version with ``e`` in its lineage and, once it has succeeded, in its card and
+    headline metrics (the latest linked evaluation's); None when it has it already."""
+    facts = version.lineage.card_facts
+    described = facts.get("evaluations", [])
+    in_lineage = e.name in version.lineage.evaluations
+    to_describe = e.state == SUCCEEDED and all(d["name"] != e.name for d in described)
+    if in_lineage and not to_describe:
+        return None
+    if to_describe:
+        described = [*described, dataclasses.asdict(_evaluation_facts(e))]
+    lineage = dataclasses.replace(
+        version.lineage, evaluations=version.lineage.evaluations + (() if in_lineage else (e.name,)),
+        card_facts={**facts, "evaluations": described})
+    metrics = cards.headline_metrics([cards.EvaluationFacts(**d) for d in described], version.lineage.training_metrics)
+    return dataclasses.replace(version, lineage=lineage, metrics=metrics)
 
 
 def _evaluation_facts(e: EvaluationInfo) -> cards.EvaluationFacts:

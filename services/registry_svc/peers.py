@@ -18,7 +18,7 @@ from mtw.dataset.v1 import dataset_service_pb2, dataset_service_pb2_grpc
 from mtw.evaluation.v1 import evaluation_service_pb2, evaluation_service_pb2_grpc
 from mtw.training.v1 import training_service_pb2, training_service_pb2_grpc
 from services.common.auth import Principal, service_metadata
-from services.common.errors import NotFound, Unavailable
+from services.common.errors import FailedPrecondition, Unavailable
 from services.common.peers import Channels, ask
 from services.common.task import Task
 
@@ -103,6 +103,8 @@ class EvaluationInfo:
     baseline: dict[str, float] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     create_time: float = 0.0
+    tuning_job: str = ""  # what it measured: a job's output, or a model version
+    model_version: str = ""
 
 
 def _metrics(m: Any) -> dict[str, float]:
@@ -202,38 +204,41 @@ class Peers:
     def has_evaluations(self) -> bool:
         return self._evaluation is not None
 
-    async def evaluations(self, project: str, tuning_job: str, extra: tuple[str, ...], metadata,
-                          model_version: str = "") -> list[EvaluationInfo]:
-        """Evaluations of the job's output (and of ``model_version``, when given) plus
-        ``extra`` ones, oldest first. The evaluation service is optional: when it is
-        absent or down, nothing is linked."""
+    async def evaluation(self, name: str, metadata) -> EvaluationInfo:
+        """One evaluation (NotFound when there is none of that name in the project)."""
+        if self._evaluation is None:
+            raise FailedPrecondition("linking evaluations needs the evaluation service, which this deployment "
+                                     "does not have", reason="EVALUATION_SERVICE_UNAVAILABLE")
+        found = await ask(self._evaluation.GetEvaluation(
+            evaluation_service_pb2.GetEvaluationRequest(name=name), metadata=metadata, timeout=15),
+            service="evaluation", kind="evaluation", name=name, field="evaluation")
+        return _evaluation(found)
+
+    async def evaluations(self, project: str, tuning_job: str, extra: tuple[str, ...],
+                          metadata) -> list[EvaluationInfo]:
+        """Evaluations of the job's output plus ``extra`` ones, oldest first. The evaluation
+        service is optional: when it is absent or down, nothing is linked."""
         if self._evaluation is None:
             return []
         found: dict[str, EvaluationInfo] = {}
-        filters = [f'tuning_job="{tuning_job}"'] + ([f'model_version="{model_version}"'] if model_version else [])
         try:
-            for filter_text in filters:
-                token = ""
-                while True:
-                    page = await self._evaluation.ListEvaluations(
-                        evaluation_service_pb2.ListEvaluationsRequest(
-                            parent=f"projects/{project}", filter=filter_text, page_size=100, page_token=token),
-                        metadata=metadata, timeout=15)
-                    for e in page.evaluations:
-                        found[e.name] = _evaluation(e)
-                    token = page.next_page_token
-                    if not token:
-                        break
-            for name in extra:
-                if name not in found:
-                    e = await self._evaluation.GetEvaluation(
-                        evaluation_service_pb2.GetEvaluationRequest(name=name), metadata=metadata, timeout=15)
+            token = ""
+            while True:
+                page = await self._evaluation.ListEvaluations(
+                    evaluation_service_pb2.ListEvaluationsRequest(
+                        parent=f"projects/{project}", filter=f'tuning_job="{tuning_job}"', page_size=100,
+                        page_token=token),
+                    metadata=metadata, timeout=15)
+                for e in page.evaluations:
                     found[e.name] = _evaluation(e)
+                token = page.next_page_token
+                if not token:
+                    break
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND and extra:
-                raise NotFound(f"evaluation not found: {exc.details()}", reason="EVALUATION_NOT_FOUND") from None
             log.warning("evaluations of %s not linked (%s: %s)", tuning_job, exc.code().name, exc.details())
-            return list(found.values())
+        for name in extra:
+            if name not in found:
+                found[name] = await self.evaluation(name, metadata)
         return sorted(found.values(), key=lambda e: e.create_time)
 
 
@@ -257,4 +262,5 @@ def _evaluation(e: Any) -> EvaluationInfo:
         summary=e.results.summary, metrics=metrics, baseline=baseline,
         higher_is_better={m.name: m.higher_is_better for m in e.results.metrics},
         create_time=e.create_time.seconds + e.create_time.nanos / 1e9,
+        tuning_job=e.tuning_job, model_version=e.model_version,
     )

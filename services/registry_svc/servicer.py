@@ -101,6 +101,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def GetModelCard(self, request: pb.GetModelCardRequest, context):
         return convert.card_to_proto(await self.app.model_card(request.name))
 
+    async def LinkEvaluation(self, request: pb.LinkEvaluationRequest, context):
+        linked = await self.app.link_evaluation(request.parent, request.evaluation)
+        return pb.LinkEvaluationResponse(model_versions=[v.name for v in linked])
+
     async def ExportModelVersion(self, request: pb.ExportModelVersionRequest, context):
         export = await self.app.export(request.name, convert.dtype_from_proto(request.dtype))
         return convert.export_to_proto(export)

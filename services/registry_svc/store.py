@@ -7,7 +7,9 @@ with anything a conditional request could depend on, and alias changes are seria
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -304,6 +306,21 @@ class RegistryStore:
                 raise _model_not_found(project, model_id)
             raise _version_not_found(project, model_id, version)
         return _version(row)
+
+    async def versions_made_by(self, project: str, tuning_job: str) -> list[ModelVersion]:
+        """The live versions registered from ``tuning_job``, in any of the project's models."""
+        rows = await self.pool.fetch(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions v WHERE v.project = $1"
+            " AND v.lineage ->> 'tuning_job' = $2 AND v.state = 1 ORDER BY v.model_id, v.version", project, tuning_job)
+        return [_version(r) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def version_lock(self, version: ModelVersion) -> AsyncIterator[None]:
+        """Serialises rewrites of one version's lineage and card, each made from what it
+        read inside the block. An advisory lock, so the writes may use other connections."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"model-version:{version.name}")
+            yield
 
     async def alias_target(self, project: str, model_id: str, alias: str) -> int:
         version = await self.pool.fetchval(

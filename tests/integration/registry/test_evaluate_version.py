@@ -6,8 +6,6 @@ with the field named."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 
@@ -32,14 +30,12 @@ async def _create(registry, project: str = "alpha", **model) -> evaluation_pb2.E
 
 
 async def _finished(registry, name: str, timeout: float = 300) -> evaluation_pb2.Evaluation:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    async def ended():
         evaluation = await registry.evaluations.GetEvaluation(epb.GetEvaluationRequest(name=name),
                                                               metadata=registry.auth())
-        if evaluation.state in (4, 5, 7):
-            return evaluation
-        assert asyncio.get_running_loop().time() < deadline, f"{name} stayed {evaluation.state}"
-        await asyncio.sleep(0.5)
+        return evaluation if evaluation.state in (4, 5, 7) else None
+
+    return await wait_for(ended, timeout, interval=0.5)
 
 
 async def _predictions(registry, name: str) -> dict[int, str]:
@@ -82,15 +78,26 @@ async def test_a_version_is_evaluated_through_its_alias_against_its_base_model(r
         epb.ListEvaluationsRequest(parent="projects/alpha", filter=f'model_version="{version.name}"'),
         metadata=registry.auth())
     assert [e.name for e in listed.evaluations] == [done.name]
-    # Evaluations made after the registration are linked: lineage, headline metrics, card.
-    linked = await registry.stub.GetModelVersion(rpb.GetModelVersionRequest(name=version.name),
-                                                 metadata=registry.auth())
-    assert {done.name, of_job.name} <= set(linked.lineage.evaluations)
+    # Evaluations made after the registration are pushed to the registry once they have
+    # ended, which links them: lineage, headline metrics, card.
+    async def linked_version():
+        found = await registry.stub.GetModelVersion(rpb.GetModelVersionRequest(name=version.name),
+                                                    metadata=registry.auth())
+        described = all(f"Evaluation `{e}` on the `validation` split." in found.model_card
+                        for e in (done.name, of_job.name))
+        return found if described and {done.name, of_job.name} <= set(found.lineage.evaluations) else None
+
+    linked = await wait_for(linked_version, timeout=60)
     assert not set(version.lineage.evaluations) & {done.name, of_job.name}  # not known at registration
     assert linked.metrics["accuracy"] == pytest.approx(accuracy.value)  # same predictions, same accuracy
     card = await registry.stub.GetModelCard(rpb.GetModelCardRequest(name=version.name), metadata=registry.auth())
-    assert f"Evaluation `{done.name}` on the `validation` split." in card.markdown
     assert card.markdown == linked.model_card
+    # Telling the registry again changes nothing.
+    again = await registry.stub.LinkEvaluation(rpb.LinkEvaluationRequest(parent="projects/alpha",
+                                                                         evaluation=done.name), metadata=registry.auth())
+    assert list(again.model_versions) == [version.name]
+    assert (await registry.stub.GetModelVersion(rpb.GetModelVersionRequest(name=version.name),
+                                                metadata=registry.auth())).etag == linked.etag
 
     # Recommendations read the curves of the job that made the version. They are made in
     # the background once the evaluation and its baseline have ended.
@@ -121,3 +128,21 @@ async def test_deleted_foreign_and_missing_versions_are_refused(registry):
     assert "evaluation.model_version" in error.details()
     error = await _refused(_create(registry, model_version=f"{MODEL}@nowhere"), grpc.StatusCode.INVALID_ARGUMENT)
     assert "evaluation.model_version" in error.details() and "nowhere" in error.details()
+
+
+async def test_linking_names_what_cannot_be_linked(registry):
+    def link(evaluation: str, project: str = "alpha"):
+        return registry.stub.LinkEvaluation(rpb.LinkEvaluationRequest(parent=f"projects/{project}",
+                                                                      evaluation=evaluation),
+                                            metadata=registry.auth(project))
+
+    of_base = await _create(registry, base_model="baseModels/all-minilm-l6-v2",
+                            dataset_version=registry.stack.versions["classification"], split="validation")
+    error = await _refused(link(of_base.name), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "evaluation" in error.details() and "base model" in error.details()
+    await _refused(link("projects/alpha/evaluations/nowhere"), grpc.StatusCode.NOT_FOUND)
+    await _refused(link(of_base.name, project="beta"), grpc.StatusCode.NOT_FOUND)  # another project's
+    error = await _refused(link("evaluations/x"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "evaluation" in error.details()
+    await registry.evaluations.CancelEvaluation(epb.CancelEvaluationRequest(name=of_base.name),
+                                                metadata=registry.auth())
