@@ -60,10 +60,9 @@ class FollowUps:
         done = 0
         jobs = await self.store.pending_follow_ups(evaluate=self._evaluations is not None,
                                                    register=self._registry is not None)
-        for job in jobs:
-            spec = await self.store.get_spec(job.project, job.job_id)
+        for job, traceparent in jobs:
             # In the trace of the request that created the job, like its run.
-            with continued_span("mtw.training", "training.follow_up", spec.traceparent, {"mtw.job": job.name}):
+            with continued_span("mtw.training", "training.follow_up", traceparent, {"mtw.job": job.name}):
                 try:
                     evaluation = await self._evaluate(job)
                     model_version = await self._register(job, evaluation)

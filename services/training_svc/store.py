@@ -513,16 +513,17 @@ class TrainingStore:
 
     # --- follow-ups of SUCCEEDED jobs (final evaluation, registration) -------------------
 
-    async def pending_follow_ups(self, *, evaluate: bool, register: bool, limit: int = 20) -> list[TuningJob]:
+    async def pending_follow_ups(self, *, evaluate: bool, register: bool,
+                                 limit: int = 20) -> list[tuple[TuningJob, str]]:
         """SUCCEEDED jobs whose final evaluation (if ``evaluate``) or registration (if
-        ``register``) is due."""
+        ``register``) is due, each with the traceparent of the request that created it."""
         rows = await self._pool.fetch(
-            "SELECT * FROM tuning_jobs WHERE state = 4 AND follow_up_after <= now()"
+            "SELECT *, coalesce(spec ->> 'traceparent', '') AS traceparent FROM tuning_jobs WHERE state = 4 AND follow_up_after <= now()"
             " AND (($1 AND NOT skip_final_evaluation AND evaluation = '')"
             "      OR ($2 AND register_to_model <> '' AND model_version = ''))"
             " ORDER BY follow_up_after, end_time LIMIT $3", evaluate, register, limit,
         )
-        return [_job(r) for r in rows]
+        return [(_job(r), r["traceparent"]) for r in rows]
 
     async def follow_up_done(self, project: str, job_id: str, *, evaluation: str = "", model_version: str = "") -> None:
         """Records what a follow-up made (only fills fields still empty)."""
