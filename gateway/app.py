@@ -22,7 +22,7 @@ from services.common.names import valid_id
 WEB_DIST = Path(__file__).parent / "web" / "dist"
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 # Dashboard pages (client-side routes) all serve the same document.
-PAGES = ("/", "/signin", "/wizard", "/wizard/{rest:path}", "/jobs/{rest:path}", "/models/{rest:path}")
+PAGES = ("/", "/signin", "/wizard", "/wizard/{rest:path}", "/jobs/{rest:path}", "/models/{rest:path}", "/admin")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -15,6 +15,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -36,26 +37,35 @@ def _with_db(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-@pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
-    """A fresh, empty database ``mtw_test_<random>``, dropped after the session."""
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A new, empty database ``mtw_test_<random>`` (its URL), dropped on exit."""
     name = f"mtw_test_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield _with_db(ADMIN_URL, name)
-    admin = await asyncpg.connect(ADMIN_URL)
     try:
-        # Pools a test forgot to close must not keep the database alive.
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            name,
-        )
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        yield _with_db(ADMIN_URL, name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(ADMIN_URL)
+        try:
+            # Pools a test forgot to close must not keep the database alive.
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A fresh, empty database shared by the session's tests, dropped after it."""
+    async with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,10 @@ def launch(playwright):
 
 
 def sign_in(page, project: str, key: str) -> None:
-    """Fills the sign-in form the dashboard shows a signed-out visitor."""
-    page.get_by_label("Project").fill(project)
-    page.get_by_label("API key").fill(key)
+    """Fills the sign-in form the dashboard shows a signed-out visitor (exact labels: a
+    chart's text alternative on the page being left may mention "Projects")."""
+    page.get_by_label("Project", exact=True).fill(project)
+    page.get_by_label("API key", exact=True).fill(key)
     page.get_by_role("button", name="Sign in").click()
 
 

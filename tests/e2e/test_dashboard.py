@@ -13,21 +13,16 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devstack.components import free_port
-
 from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
-from .test_wizard_step1 import BROWN, Devstack
+from .test_wizard_step1 import BROWN
 
-# A fresh database: the first estimate measures throughput on Ray, bounded here so a busy
-# machine gives an estimate without a duration rather than a long wait.
-CALIBRATION_TIMEOUT_SECONDS = 20
+# The first estimate on a fresh database measures throughput (bounded by the system
+# fixture's CALIBRATION_TIMEOUT_SECONDS).
 ESTIMATE_TIMEOUT_MS = 90_000
 
 pytestmark = [
@@ -58,28 +53,6 @@ def brown_slice(path: Path, labels=("government", "fiction_romance", "humor"), p
                 taken[row["label"]] += 1
     path.write_text(out.getvalue())
     return path
-
-
-@pytest.fixture(scope="module")
-def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devstack, str]]:
-    port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GATEWAY_PORT", str(port))  # devstack reads it for the gateway
-        mp.setenv("CALIBRATION_TIMEOUT_SECONDS", str(CALIBRATION_TIMEOUT_SECONDS))
-        stack = Devstack(tmp_path_factory.mktemp("dashboard-run"), database_url)
-    try:
-        stack.wait_up()
-        assert f"Dashboard: http://127.0.0.1:{port}" in stack.output()
-        yield stack, f"http://127.0.0.1:{port}"
-    finally:
-        assert stack.stop() == 0, stack.output()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("MTW_ARTEFACTS") or tmp_path_factory.mktemp("dashboard-shots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_path: Path):

@@ -16,15 +16,17 @@ function frame(title, description) {
   return { figure, canvas };
 }
 
-export function barChart(title, labels, values, { horizontal = false, description = "" } = {}) {
+// `valueAxis` goes to the value scale's options, e.g. {min: 0, max: 5} or whole-number ticks.
+export function barChart(title, labels, values, { horizontal = false, description = "", valueAxis = {} } = {}) {
   const text = description || labels.map((l, i) => `${l}: ${values[i]}`).join(", ");
   const { figure, canvas } = frame(title, text);
   new Chart(canvas, {
     type: "bar",
-    data: { labels, datasets: [{ label: title, data: values, backgroundColor: COLORS[0] }] },
+    data: { labels, datasets: [{ label: title, data: values, backgroundColor: COLORS[0], maxBarThickness: 56 }] },
     options: {
       indexAxis: horizontal ? "y" : "x", responsive: true, maintainAspectRatio: false,
       animation: false, plugins: { legend: { display: false } },
+      scales: { [horizontal ? "x" : "y"]: valueAxis },
     },
   });
   return figure;

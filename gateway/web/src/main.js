@@ -1,4 +1,5 @@
-// The dashboard: sign-in, the landing page, and the four-step wizard.
+// The dashboard: sign-in, the landing page, the four-step wizard, and the admin page.
+import { renderAdmin } from "./admin.js";
 import { call, loadOperations, session, signIn, signOut } from "./api.js";
 import { errorBox, fmtInt, h, clear, nextId, STATE_LABELS, TASK_LABELS } from "./ui.js";
 import { renderData } from "./steps/data.js";
@@ -36,6 +37,7 @@ async function route() {
   const stepIndex = STEPS.findIndex((st) => path.startsWith(st.path));
   if (path === "/wizard" || path === "/wizard/") return navigate(STEPS[0].path);
   if (stepIndex >= 0) return renderStep(stepIndex);
+  if (path === "/admin") return renderAdminPage();
   return renderLanding();
 }
 
@@ -44,6 +46,8 @@ function renderAccount() {
   if (!project) return clear(nav);
   clear(nav,
     h("span", { class: "project" }, "Project ", h("strong", {}, project)),
+    // Shown to every key: the session cannot tell an admin key, and the page explains a refusal.
+    link("/admin", "Admin", location.pathname === "/admin" ? { "aria-current": "page" } : {}),
     h("a", { href: "/docs" }, "API docs"),
     h("button", { type: "button", class: "secondary small", onclick: async () => {
       await signOut();
@@ -129,6 +133,12 @@ async function renderLanding() {
           : h("p", { class: "muted" }, "No training jobs yet."));
     })
     .catch((err) => clear(jobs, h("h2", { id: "jobs-h" }, "Training jobs"), h("p", { class: "muted" }, err.message)));
+}
+
+async function renderAdminPage() {
+  const loading = renderAdmin(main(), { project });
+  focusMain("Success metrics");  // the heading is there before the report arrives
+  await loading;
 }
 
 function stepper(active) {

@@ -4,7 +4,7 @@
 import { ApiError, call } from "../api.js";
 import { clear, errorBox, h, nextId } from "../ui.js";
 
-const STEPS = [
+export const STEPS = [
   ["WIZARD_STEP_DATASET", "Uploading your data"],
   ["WIZARD_STEP_TRAINING", "Choosing parameters and training"],
   ["WIZARD_STEP_EVALUATION", "Reading the evaluation"],
