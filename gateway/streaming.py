@@ -54,7 +54,7 @@ async def raw_upload(first: Message, body: AsyncIterator[bytes], make_chunk: Cal
 async def _multipart_events(body: AsyncIterator[bytes], boundary: bytes) -> AsyncIterator[tuple[str, Any]]:
     """("part", headers) / ("data", bytes) / ("end", None) events of a multipart body, streamed."""
     events: list[tuple[str, Any]] = []
-    headers: dict[str, str] = {}
+    headers: dict[str, bytes] = {}
     header = {"field": b"", "value": b""}
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -64,7 +64,9 @@ async def _multipart_events(body: AsyncIterator[bytes], boundary: bytes) -> Asyn
         header["value"] += data[start:end]
 
     def on_header_end() -> None:
-        headers[header["field"].decode("latin-1").lower()] = header["value"].decode("utf-8", "replace")
+        # Values stay bytes: browsers send UTF-8 names, which a str round trip through
+        # the header parser's latin-1 would not survive.
+        headers[header["field"].decode("latin-1").lower()] = header["value"]
         header["field"] = header["value"] = b""
 
     def on_headers_finished() -> None:
@@ -114,8 +116,8 @@ async def multipart_upload(content_type: str, body: AsyncIterator[bytes],
     pending = bytearray()
     async for kind, value in _multipart_events(body, boundary):
         if kind == "part":
-            _, disposition = parse_options_header(value.get("content-disposition", ""))
-            name = disposition.get(b"name", b"").decode()
+            _, disposition = parse_options_header(value.get("content-disposition", b""))
+            name = disposition.get(b"name", b"").decode("utf-8", "replace")
             if b"filename" in disposition or name == "file":
                 if done:
                     raise GatewayError.invalid("send one file per upload",

@@ -90,6 +90,18 @@ async def test_upload_streams_a_file_larger_than_the_chunk_size(alpha, form):
     assert version["quality_report"]["row_count"] == "600"
 
 
+async def test_multipart_names_outside_latin_1_are_read_as_utf8(alpha):
+    ds = (await alpha.post("/v1/projects/alpha/datasets", params={"dataset_id": _dataset_id()},
+                           json={})).json()["name"]
+    r = await alpha.post(f"/v1/{ds}/versions:upload", data={"header.options.file_name": "données.csv"},
+                         files={"file": ("données 📊.csv", b"text\nbonjour\nsalut\n" * 20, "text/csv")})
+    assert r.status_code == 200, r.text
+    assert r.json()["options"]["file_name"] == "données.csv"
+    r = await alpha.post(f"/v1/{ds}/versions:upload", data={"📊": "x"}, files={"file": ("a.csv", b"text\nhi\n")})
+    assert r.status_code == 400, r.text  # an unknown field, named as sent
+    assert "📊" in r.json()["error"]["message"]
+
+
 async def test_a_broken_file_is_refused_row_by_row(alpha):
     ds = (await alpha.post("/v1/projects/alpha/datasets", params={"dataset_id": _dataset_id()},
                            json={})).json()["name"]
