@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from google.protobuf import empty_pb2
@@ -48,6 +50,13 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         return empty_pb2.Empty()
 
     async def UploadDatasetVersion(self, request_iterator: AsyncIterator[pb.UploadDatasetVersionRequest], context):
+        try:
+            return await self._upload(request_iterator)
+        except Exception:
+            await _read_rest(request_iterator)
+            raise
+
+    async def _upload(self, request_iterator: AsyncIterator[pb.UploadDatasetVersionRequest]):
         principal = current_principal()
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
@@ -92,3 +101,21 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
     async def PreviewDatasetVersion(self, request: pb.PreviewDatasetVersionRequest, context):
         page = await self.app.preview(request.name, request.split, request.page_size, request.page_token)
         return convert.preview_to_proto(page)
+
+
+# A refusal is answered after reading (and dropping) what the client is still sending, up
+# to these bounds: a gRPC client whose write meets an already-ended call reports its own
+# "Internal error from Core" in place of our status (grpc.aio), so a small upload refused
+# at its header would sometimes reach the user as INTERNAL instead of its real reason.
+LINGER_BYTES = 8 * 2**20
+LINGER_SECONDS = 2.0
+
+
+async def _read_rest(request_iterator: AsyncIterator[pb.UploadDatasetVersionRequest]) -> None:
+    read = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(LINGER_SECONDS):
+            async for message in request_iterator:
+                read += len(message.chunk)
+                if read > LINGER_BYTES:
+                    return
