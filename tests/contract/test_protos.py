@@ -85,6 +85,7 @@ EXPECTED_RPCS = {
         "RollbackAlias",
         "ListAliasHistory",
         "GetModelCard",
+        "LinkEvaluation",
         "ExportModelVersion",
         "GetModelExport",
         "GetDownloadUrls",
