@@ -35,3 +35,24 @@ def shoot(page, folder: Path, name: str) -> None:
         page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
         assert page.evaluate(OVERFLOW_JS) <= 1, f"{name} scrolls sideways at {label} width: {page.evaluate(WIDEST_JS)}"
     page.set_viewport_size(LAPTOP)
+
+
+def funnel_events(database_url: str, project: str, after_id: int = 0) -> list[dict]:
+    """The funnel events the insights service stored for ``project`` (id above
+    ``after_id``), oldest first: what the dashboard recorded as the user walked it."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list[dict]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT id, step, resource, step_seconds, failure_category FROM insights.funnel_events"
+                " WHERE project = $1 AND id > $2 ORDER BY id", project, after_id)
+        finally:
+            await conn.close()
+        return [dict(r) for r in rows]
+
+    return asyncio.run(read())
+

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
+from .browser import CHROMIUM, LAPTOP, funnel_events, launch, shoot, sign_in
 from .test_wizard_step1 import BROWN
 
 # The first estimate on a fresh database measures throughput (bounded by the system
@@ -55,11 +55,12 @@ def brown_slice(path: Path, labels=("government", "fiction_romance", "humor"), p
     return path
 
 
-def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_path: Path):
+def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_path: Path, database_url: str):
     from playwright.sync_api import expect, sync_playwright
 
     stack, url = system
     key = stack.mtw_env()["MTW_API_KEY"]
+    before = max((e["id"] for e in funnel_events(database_url, "dev")), default=0)
     broken = tmp_path / "broken.csv"
     broken.write_text("text,label\nfine row,a\nthis,has,three\nanother,b\nno label,\n" + "x,a\ny,b\n" * 4)
     good = brown_slice(tmp_path / "brown_three_genres.csv")
@@ -166,3 +167,13 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
         finally:
             page.screenshot(path=str(artefacts / "last.png"), full_page=True)
             browser.close()
+
+    # The funnel as the dashboard recorded it: two wizard runs (the broken file, then the
+    # good one), each step once, the refused file under its step with its category.
+    events = funnel_events(database_url, "dev", before)
+    assert [(e["step"], bool(e["failure_category"])) for e in events] == [
+        ("WIZARD_STARTED", False), ("DATASET_VALID", True),
+        ("WIZARD_STARTED", False), ("DATASET_VALID", False), ("JOB_STARTED", False)]
+    assert events[1]["resource"] == "broken.csv" and events[1]["failure_category"].isupper()
+    assert events[3]["resource"].startswith("projects/dev/datasets/") and events[3]["step_seconds"] > 0
+    assert events[4]["resource"].startswith("projects/dev/tuningJobs/")

@@ -33,7 +33,7 @@ import pytest
 from devstack.components import free_port
 from tests.otlp import OtlpReceiver, ReceivedSpan
 
-from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
+from .browser import CHROMIUM, LAPTOP, funnel_events, launch, shoot, sign_in
 from .test_wizard_step1 import BROWN, Devstack
 
 pytestmark = pytest.mark.skipif(not BROWN.is_file(), reason="the shared data files are missing")
@@ -199,7 +199,7 @@ def test_the_wizard_path_is_one_trace_with_metrics(wizard_run: WizardRun, receiv
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run make install")
 def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: WizardRun,
-                                             tmp_path_factory: pytest.TempPathFactory):
+                                             tmp_path_factory: pytest.TempPathFactory, database_url: str):
     """The wizard resumed at step 3 on the job the REST path trained: the evaluation
     against the base model; step 4: an alias, a prediction, the card, the survey once."""
     from playwright.sync_api import expect, sync_playwright
@@ -208,6 +208,7 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
     key = gateway.headers["authorization"].split()[1]
     artefacts = Path(os.environ.get("MTW_ARTEFACTS") or tmp_path_factory.mktemp("wizard-shots"))
     model = wizard_run.model_version.split("/versions/")[0]
+    before = max((e["id"] for e in funnel_events(database_url, "dev")), default=0)
 
     with sync_playwright() as p:
         browser = launch(p)
@@ -262,3 +263,9 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
     answer = _ok(gateway.get(f"/v1/{wizard_run.model_version}/surveyResponse"))
     assert answer["overall"] == 4 and answer["comment"] == "More presets for short texts."
     assert answer["step_ease"] == [{"step": "WIZARD_STEP_DATASET", "ease": 5}]
+    # The funnel as the dashboard recorded it: each step once (the reload counts nothing).
+    events = funnel_events(database_url, "dev", before)
+    assert [(e["step"], e["resource"], e["failure_category"]) for e in events] == [
+        ("JOB_SUCCEEDED", wizard_run.job["name"], ""),
+        ("EVALUATION_VIEWED", wizard_run.job["evaluation"], ""),
+        ("MODEL_SAVED", wizard_run.model_version, "")]

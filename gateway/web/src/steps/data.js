@@ -7,6 +7,7 @@ import { barChart } from "../charts.js";
 import {
   announce, clear, errorBox, fmtBytes, fmtInt, FORMAT_LABELS, h, nextId, num, pct, slug, TASK_LABELS,
 } from "../ui.js";
+import { recordStep } from "../funnel.js";
 import { wizard } from "../state.js";
 
 const ROLES = [
@@ -71,10 +72,14 @@ export async function renderData(root, { project, next }) {
       });
       clear(progressText, "Done.");
       wizard.set({ version: version.name, task: version.task, fileName: file.name });
+      recordStep(project, "dataset_valid", { resource: version.name });
       announce(`Checked ${fmtInt(version.quality_report?.row_count)} rows.`);
       await showVersion(version);
     } catch (err) {
       clear(progressText, "");
+      if (err instanceof ApiError && err.httpStatus < 500) {
+        recordStep(project, "dataset_valid", { failureCategory: err.info.reason || err.status, resource: file.name });
+      }
       showRefusal(err);
     } finally {
       uploadButton.disabled = !file;
@@ -204,6 +209,7 @@ export async function renderData(root, { project, next }) {
       drop, progressRow,
       h("div", { class: "actions" }, uploadButton)),
     result);
+  if (!state.version) recordStep(project, "wizard_started");
   if (state.version) {
     try {
       await showVersion(await call("DatasetService.GetDatasetVersion", { name: state.version }));

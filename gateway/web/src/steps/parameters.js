@@ -5,6 +5,7 @@ import { call } from "../api.js";
 import {
   announce, clear, errorBox, fmtBytes, fmtDuration, fmtInt, fmtParams, h, nextId, seconds, TASK_LABELS,
 } from "../ui.js";
+import { recordStep } from "../funnel.js";
 import { wizard } from "../state.js";
 
 const PRESETS = [
@@ -217,6 +218,7 @@ export async function renderParameters(root, { project, next }) {
         tuning_job: { ...spec(), licence_acknowledged: ack.checked, display_name: `${state.datasetName || "model"} (${preset.replace("PRESET_", "").toLowerCase()})` },
       });
       wizard.set({ job: job.name, prefill: null, evaluation: null, modelVersion: null });
+      recordStep(project, "job_started", { resource: job.name });
       next();
     } catch (err) {
       applyViolations(err);

@@ -2,6 +2,7 @@
 // model card, try it (Predict), copy code to call it, download it; then the survey.
 import { ApiError, call } from "../api.js";
 import { clear, copyButton, errorBox, fmtBytes, h, nextId, slug, TASK_LABELS } from "../ui.js";
+import { projectOf, recordStep } from "../funnel.js";
 import { wizard } from "../state.js";
 import { surveyCard } from "./survey.js";
 
@@ -46,6 +47,7 @@ export async function renderSave(root, { project }) {
         await call("RegistryService.SetAlias", { registered_model: version.name.split("/versions/")[0], alias, model_version: version.name });
       }
       wizard.set({ modelVersion: version.name, alias: form.alias.value.trim() });
+      recordStep(projectOf(version.name), "model_saved", { resource: version.name });
       await showModel(version.name, form.alias.value.trim());
     } catch (err) {
       clear(formError, errorBox(err, { title: "The model was not saved" }));

@@ -7,6 +7,7 @@ import { liveLineChart } from "../charts.js";
 import {
   announce, clear, errorBox, fmtDuration, fmtInt, h, num, STATE_LABELS, TERMINAL,
 } from "../ui.js";
+import { failureCategory, projectOf, recordStep } from "../funnel.js";
 import { wizard } from "../state.js";
 
 const EVALUATION_WAIT_SECONDS = 180;
@@ -78,9 +79,11 @@ export async function renderTrain(root, { navigate, next }) {
     job = await call("TuningService.GetTuningJob", { name: job.name });
     showJob();
     if (job.state === "JOB_STATE_SUCCEEDED") {
+      recordStep(projectOf(job.name), "job_succeeded", { resource: job.name });
       clear(outcome, h("p", { class: "success" }, "Training finished."));
       await followEvaluation();
     } else if (job.state === "JOB_STATE_FAILED") {
+      recordStep(projectOf(job.name), "job_succeeded", { resource: job.name, failureCategory: failureCategory(job) });
       const f = job.failure || {};
       clear(outcome, h("div", { class: "error", role: "alert" }, h("strong", {}, "Training failed"),
         h("p", {}, f.error?.message || ""), f.hint ? h("p", {}, f.hint) : null,
@@ -137,6 +140,7 @@ export async function renderTrain(root, { navigate, next }) {
     parts.push(await worstExamples(name), await recommendations(ev));
     parts.push(h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: next }, "Continue to save")));
     clear(evaluation, ...parts);
+    if (ev.state === "JOB_STATE_SUCCEEDED") recordStep(projectOf(name), "evaluation_viewed", { resource: name });
   }
 
   async function worstExamples(name) {
