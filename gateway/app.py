@@ -106,8 +106,11 @@ def create_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = 
         check = await proxy.call("GET", f"/v1/projects/{project}/datasets", [("page_size", "1")], key)
         if isinstance(check, BaseException):
             return error_response(check)
-        response = JSONResponse({"project": project})
-        auth.set_session(response, key, project, settings.cookie_secure)
+        # Whether the key may read the admin API, so the dashboard offers the admin page
+        # only to those who can use it (the API itself checks every call).
+        admin = not isinstance(await proxy.call("GET", "/v1/rolloutConfig", [], key), BaseException)
+        response = JSONResponse({"project": project, "admin": admin})
+        auth.set_session(response, key, project, settings.cookie_secure, admin=admin)
         return response
 
     @app.post("/auth/sign-out", include_in_schema=False)
@@ -121,7 +124,7 @@ def create_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = 
         project = auth.session_project(request)
         if project is None:
             return JSONResponse({"signed_in": False})
-        return JSONResponse({"signed_in": True, "project": project})
+        return JSONResponse({"signed_in": True, "project": project, "admin": auth.session_is_admin(request)})
 
     if WEB_DIST.is_dir():
         app.mount("/static", StaticFiles(directory=WEB_DIST), name="static")

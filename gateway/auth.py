@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 KEY_COOKIE = "mtw_key"
 PROJECT_COOKIE = "mtw_project"
+ADMIN_COOKIE = "mtw_admin"
 SESSION_SECONDS = 7 * 24 * 3600
 
 
@@ -36,12 +37,19 @@ def session_project(request: Request) -> str | None:
     return request.cookies.get(PROJECT_COOKIE) if request.cookies.get(KEY_COOKIE) else None
 
 
-def set_session(response: Response, key: str, project: str, secure: bool) -> None:
-    for name, value, http_only in ((KEY_COOKIE, key, True), (PROJECT_COOKIE, project, True)):
+def session_is_admin(request: Request) -> bool:
+    """Whether the signed-in key could read the admin API at sign-in (for what the
+    dashboard shows; the services check each call themselves)."""
+    return request.cookies.get(ADMIN_COOKIE) == "1" and bool(request.cookies.get(KEY_COOKIE))
+
+
+def set_session(response: Response, key: str, project: str, secure: bool, *, admin: bool = False) -> None:
+    cookies = ((KEY_COOKIE, key), (PROJECT_COOKIE, project), (ADMIN_COOKIE, "1" if admin else "0"))
+    for name, value in cookies:
         response.set_cookie(name, value, max_age=SESSION_SECONDS, path="/", secure=secure,
-                            httponly=http_only, samesite="strict")
+                            httponly=True, samesite="strict")
 
 
 def clear_session(response: Response, secure: bool) -> None:
-    for name in (KEY_COOKIE, PROJECT_COOKIE):
+    for name in (KEY_COOKIE, PROJECT_COOKIE, ADMIN_COOKIE):
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")

@@ -179,7 +179,9 @@ def test_admin_page_shows_what_was_recorded(system, keys: dict[str, str], artefa
             page.get_by_role("button", name="Sign out").click()
             expect(page).to_have_url(url + "/signin")
             sign_in(page, SAVER, keys[SAVER])
-            page.get_by_role("link", name="Admin").click()
+            expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
+            expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # offered to admin keys only
+            page.goto(url + "/admin")  # typed in by hand
             refusal = page.get_by_role("alert")
             expect(refusal).to_contain_text("This page needs an admin API key")
             expect(refusal).to_contain_text(f"signed in to project {SAVER}")

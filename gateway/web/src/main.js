@@ -17,6 +17,7 @@ export const STEPS = [
 
 const main = () => document.getElementById("main");
 let project = null;
+let isAdmin = false;
 
 export function navigate(path) {
   history.pushState({}, "", path);
@@ -31,6 +32,7 @@ async function route() {
   const path = location.pathname;
   const s = await session();
   project = s.signed_in ? s.project : null;
+  isAdmin = Boolean(s.signed_in && s.admin);
   renderAccount();
   if (!project) return renderSignIn();
   if (path === "/signin") return navigate("/");
@@ -46,8 +48,8 @@ function renderAccount() {
   if (!project) return clear(nav);
   clear(nav,
     h("span", { class: "project" }, "Project ", h("strong", {}, project)),
-    // Shown to every key: the session cannot tell an admin key, and the page explains a refusal.
-    link("/admin", "Admin", location.pathname === "/admin" ? { "aria-current": "page" } : {}),
+    // Offered to admin keys; /admin typed by anyone else explains the refusal.
+    isAdmin ? link("/admin", "Admin", location.pathname === "/admin" ? { "aria-current": "page" } : {}) : null,
     h("a", { href: "/docs" }, "API docs"),
     h("button", { type: "button", class: "secondary small", onclick: async () => {
       await signOut();
