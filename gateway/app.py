@@ -124,7 +124,8 @@ def create_app(settings: GatewaySettings, endpoints: Mapping[str, str] | None = 
         project = auth.session_project(request)
         if project is None:
             return JSONResponse({"signed_in": False})
-        return JSONResponse({"signed_in": True, "project": project, "admin": auth.session_is_admin(request)})
+        return JSONResponse({"signed_in": True, "project": project, "admin": auth.session_is_admin(request),
+                             "wizard_experiment": settings.wizard_experiment})
 
     if WEB_DIST.is_dir():
         app.mount("/static", StaticFiles(directory=WEB_DIST), name="static")

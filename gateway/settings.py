@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mtw.client.config import SERVICES, ServiceSpec, resolve_endpoint
@@ -34,6 +35,11 @@ class GatewaySettings(BaseSettings):
     cookie_secure: bool = False
     # Largest gRPC message the gateway accepts from a service.
     max_response_bytes: int = 64 * 1024 * 1024
+    # The A/B experiment whose variant shapes the wizard (its `preset` parameter is the
+    # preset step 2 starts from). The insights service's INSIGHTS_PRIMARY_EXPERIMENT
+    # names it too, so one variable sets both and metrics carry the same variant.
+    wizard_experiment: str = Field(
+        "", validation_alias=AliasChoices("wizard_experiment", "insights_primary_experiment"))
 
     def endpoints(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """Short service name (``dataset``) → ``host:port``, for the SDK's known services

@@ -19,12 +19,16 @@ CALIBRATION_TIMEOUT_SECONDS = 20
 
 
 @pytest.fixture(scope="module")
-def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devstack, str]]:
-    """The running system and the dashboard's URL."""
+def system(request: pytest.FixtureRequest, database_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devstack, str]]:
+    """The running system and the dashboard's URL; a test module's ``DEVSTACK_ENV``
+    (a dict) is added to the environment it starts in."""
     port = free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GATEWAY_PORT", str(port))  # devstack reads it for the gateway
         mp.setenv("CALIBRATION_TIMEOUT_SECONDS", str(CALIBRATION_TIMEOUT_SECONDS))
+        for name, value in getattr(request.module, "DEVSTACK_ENV", {}).items():
+            mp.setenv(name, value)
         stack = Devstack(tmp_path_factory.mktemp("dashboard-run"), database_url)
     try:
         stack.wait_up()

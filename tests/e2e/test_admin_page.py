@@ -25,6 +25,7 @@ import pytest
 from services.common import db
 from services.common.auth import IAM_SCHEMA, KeyStore, migrate_iam
 from tests.conftest import fresh_database
+from tests.integration.training.service_harness import brown_csv
 
 from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
 
@@ -32,6 +33,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium
 
 ADMIN, SAVER, FAILER = "ops", "saver", "failer"  # projects; the saver saves two models
 EXPERIMENT = "guidance"
+# The experiment shapes the wizard (the gateway) and labels the metrics (insights).
+DEVSTACK_ENV = {"INSIGHTS_PRIMARY_EXPERIMENT": EXPERIMENT}
+PRESET_OF = {"guided": "balanced", "expert": "thorough"}  # neither is step 2's usual default
 COMMENT = "Loved the presets. Mail me at jane.doe@example.com about the export."
 
 
@@ -79,7 +83,7 @@ def record(client: httpx.Client, keys: dict[str, str]) -> tuple[str, dict]:
     step(FAILER, "JOB_SUCCEEDED", 300, "TRAINING_OOM")
 
     call("POST", "/v1/experiments", ADMIN, params={"experiment_id": EXPERIMENT}, json={
-        "description": "Guided or expert settings", "variants": [{"id": "guided", "weight": 1}, {"id": "expert", "weight": 1}]})
+        "description": "Guided or expert settings", "variants": [{"id": v, "weight": 1, "parameters": {"preset": p}} for v, p in PRESET_OF.items()]})
     variant = call("GET", f"/v1/projects/{SAVER}/experimentAssignments/{EXPERIMENT}", SAVER)["variant"]
 
     def survey(project: str, version: int, answer: dict) -> dict:
@@ -188,5 +192,33 @@ def test_admin_page_shows_what_was_recorded(system, keys: dict[str, str], artefa
             expect(section("Custom models created")).to_have_count(0)
             shoot(page, artefacts, "admin-refused")
             assert errors == [], errors
+        finally:
+            browser.close()
+
+
+def test_step_two_starts_from_the_presets_the_variant_names(system, keys: dict[str, str]):
+    """The saver's variant of the wizard's experiment names a preset: step 2 starts there."""
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url = system
+    auth = {"authorization": f"Bearer {keys[SAVER]}"}
+    with httpx.Client(base_url=url, timeout=120, headers=auth) as client:
+        variant = client.get(f"/v1/projects/{SAVER}/experimentAssignments/{EXPERIMENT}").json()["variant"]
+        dataset = client.post(f"/v1/projects/{SAVER}/datasets", params={"dataset_id": "genres"}, json={}).json()
+        version = client.post(f"/v1/{dataset['name']}/versions:upload", content=brown_csv(120),
+                              params={"header.options.file_name": "genres.csv"})
+        assert version.status_code == 200, version.text
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=LAPTOP)
+        try:
+            page.goto(url + "/signin")
+            sign_in(page, SAVER, keys[SAVER])
+            expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
+            page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
+                          {"version": version.json()["name"], "datasetName": "Genres"})
+            page.goto(url + "/wizard/parameters")
+            expect(page.get_by_role("heading", name="Step 2 — Training settings")).to_be_visible()
+            expect(page.get_by_role("radio", name=re.compile(f"^{PRESET_OF[variant]}", re.IGNORECASE))).to_be_checked()
         finally:
             browser.close()

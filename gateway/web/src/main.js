@@ -18,6 +18,7 @@ export const STEPS = [
 const main = () => document.getElementById("main");
 let project = null;
 let isAdmin = false;
+let experiment = "";  // the A/B experiment whose variant shapes the wizard
 
 export function navigate(path) {
   history.pushState({}, "", path);
@@ -33,6 +34,7 @@ async function route() {
   const s = await session();
   project = s.signed_in ? s.project : null;
   isAdmin = Boolean(s.signed_in && s.admin);
+  experiment = (s.signed_in && s.wizard_experiment) || "";
   renderAccount();
   if (!project) return renderSignIn();
   if (path === "/signin") return navigate("/");
@@ -161,7 +163,7 @@ async function renderStep(index) {
   clear(main(), stepper(index), body);
   const step = STEPS[index];
   try {
-    await step.render(body, { project, navigate, next: () => navigate(STEPS[index + 1].path), back: () => navigate(STEPS[index - 1].path) });
+    await step.render(body, { project, experiment, navigate, next: () => navigate(STEPS[index + 1].path), back: () => navigate(STEPS[index - 1].path) });
   } catch (err) {
     body.append(errorBox(err));
   }

@@ -197,7 +197,8 @@ async def test_dashboard_sign_in_keeps_the_key_in_a_strict_http_only_cookie(gate
         cookies = r.headers.get_list("set-cookie")
         key_cookie = next(c for c in cookies if c.startswith("mtw_key="))
         assert "HttpOnly" in key_cookie and "SameSite=strict" in key_cookie and "Path=/" in key_cookie
-        assert (await browser.get("/auth/session")).json() == {"signed_in": True, "project": "alpha", "admin": False}
+        assert (await browser.get("/auth/session")).json() == {
+            "signed_in": True, "project": "alpha", "admin": False, "wizard_experiment": ""}
         assert (await browser.get("/v1/projects/alpha/datasets")).status_code == 200
 
         await browser.post("/auth/sign-out")

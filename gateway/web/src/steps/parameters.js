@@ -54,14 +54,28 @@ function setPath(obj, path, value) {
   node[last] = value;
 }
 
-export async function renderParameters(root, { project, next }) {
+// The preset the project's variant of the wizard's A/B experiment starts from, if it names
+// one (`preset`: "thorough" or "PRESET_THOROUGH"); null without an experiment or a variant.
+async function assignedPreset(project, experiment) {
+  if (!experiment) return null;
+  try {
+    const assignment = await call("InsightsService.GetExperimentAssignment",
+      { name: `projects/${project}/experimentAssignments/${experiment}` });
+    const named = (assignment.parameters?.preset || "").toUpperCase().replace(/^(PRESET_)?/, "PRESET_");
+    return PRESETS.some(([value]) => value === named) ? named : null;
+  } catch {
+    return null;  // no such experiment yet: the usual default
+  }
+}
+
+export async function renderParameters(root, { project, experiment, next }) {
   const state = wizard.get();
   const prefill = state.prefill || {};
   const version = await call("DatasetService.GetDatasetVersion", { name: state.version });
   const catalog = (await call("TuningService.ListBaseModels", { page_size: 100 })).base_models || [];
   const models = catalog.filter((m) => (m.supported_tasks || []).includes(version.task));
   let chosenModel = prefill.base_model || (models.find((m) => m.available) || models[0] || {}).name;
-  let preset = prefill.preset || "PRESET_QUICK";
+  let preset = prefill.preset || (await assignedPreset(project, experiment)) || "PRESET_QUICK";
   const fields = {};  // path → {input, error, kind}
   const estimateBox = h("div", { class: "estimate", "aria-live": "polite" });
   const ESTIMATING = "Estimating… (the first estimate for a model measures its speed and can take a minute or two)";
