@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -17,6 +19,21 @@ WIDEST_JS = """() => [...document.querySelectorAll('main *')]
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+
+
+@contextlib.contextmanager
+def browser_page(playwright, viewport: dict = LAPTOP) -> Iterator:
+    """A page in a fresh headless browser. A script error on the page fails the test when
+    the block ends; the browser closes whatever happens."""
+    browser = launch(playwright)
+    page = browser.new_page(viewport=viewport)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield page
+        assert errors == [], errors
+    finally:
+        browser.close()
 
 
 def sign_in(page, project: str, key: str) -> None:

@@ -27,7 +27,7 @@ from services.common.auth import IAM_SCHEMA, KeyStore, migrate_iam
 from tests.conftest import fresh_database
 from tests.integration.training.service_harness import brown_csv
 
-from .browser import CHROMIUM, LAPTOP, launch, shoot, sign_in
+from .browser import CHROMIUM, browser_page, shoot, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run make install")
 
@@ -109,91 +109,83 @@ def test_admin_page_shows_what_was_recorded(system, keys: dict[str, str], artefa
         variant, answer = record(client, keys)
     assert "jane.doe@example.com" not in answer["comment"]
 
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport=LAPTOP)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            page.goto(url + "/signin")
-            sign_in(page, ADMIN, keys[ADMIN])
-            admin_link = page.get_by_role("navigation", name="Account").get_by_role("link", name="Admin")
-            admin_link.focus()  # by keyboard
-            page.keyboard.press("Enter")
-            expect(page).to_have_url(url + "/admin")
-            expect(admin_link).to_have_attribute("aria-current", "page")
-            expect(page.get_by_role("heading", name="Custom models created")).to_be_visible()
-            assert page.evaluate("document.activeElement.textContent") == "Success metrics"
+    with sync_playwright() as p, browser_page(p) as page:
+        page.goto(url + "/signin")
+        sign_in(page, ADMIN, keys[ADMIN])
+        admin_link = page.get_by_role("navigation", name="Account").get_by_role("link", name="Admin")
+        admin_link.focus()  # by keyboard
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(url + "/admin")
+        expect(admin_link).to_have_attribute("aria-current", "page")
+        expect(page.get_by_role("heading", name="Custom models created")).to_be_visible()
+        assert page.evaluate("document.activeElement.textContent") == "Success metrics"
 
-            def section(heading: str):
-                return page.locator("section", has=page.get_by_role("heading", name=heading, exact=True))
+        def section(heading: str):
+            return page.locator("section", has=page.get_by_role("heading", name=heading, exact=True))
 
-            # Models created against the target (100 in six months by default).
-            models = section("Custom models created")
-            expect(models.locator(".big-number")).to_have_text("2 of 100")
-            expect(models.locator("progress")).to_have_attribute("value", "2")
-            expect(models).to_contain_text("2 % of the target of 100 models between")
-            expect(models.get_by_role("img", name=re.compile(r"^Models created per month\. \d{4}-\d{2}: 2$"))).to_be_visible()
+        # Models created against the target (100 in six months by default).
+        models = section("Custom models created")
+        expect(models.locator(".big-number")).to_have_text("2 of 100")
+        expect(models.locator("progress")).to_have_attribute("value", "2")
+        expect(models).to_contain_text("2 % of the target of 100 models between")
+        expect(models.get_by_role("img", name=re.compile(r"^Models created per month\. \d{4}-\d{2}: 2$"))).to_be_visible()
 
-            # The funnel: a chart with a text equivalent, and the table. Mean times: the
-            # two projects' durations averaged; no dataset, job or model in the records.
-            funnel = section("Wizard funnel")
-            expect(funnel.get_by_role("img", name=re.compile(
-                "^Projects reaching each step. Wizard started: 2, Dataset valid: 2, Job started: 2, "
-                "Job succeeded: 1, Evaluation viewed: 1, Model saved: 1$"))).to_be_visible()
-            assert cells(funnel.locator("tbody tr")) == [
-                ["Wizard started", "2", "—", "30 s", "—"],
-                ["Dataset valid", "2", "0.0 %", "2 min", "0"],
-                ["Job started", "2", "0.0 %", "15 s", "0"],
-                ["Job succeeded", "1", "50.0 %", "10 min", "0"],
-                ["Evaluation viewed", "1", "0.0 %", "35 s", "—"],
-                ["Model saved", "1", "0.0 %", "20 s", "0"],
-            ]
-            assert cells(section("Where failures cluster").locator("tbody tr")) == [["TRAINING_OOM", "1"]]
+        # The funnel: a chart with a text equivalent, and the table. Mean times: the
+        # two projects' durations averaged; no dataset, job or model in the records.
+        funnel = section("Wizard funnel")
+        expect(funnel.get_by_role("img", name=re.compile(
+            "^Projects reaching each step. Wizard started: 2, Dataset valid: 2, Job started: 2, "
+            "Job succeeded: 1, Evaluation viewed: 1, Model saved: 1$"))).to_be_visible()
+        assert cells(funnel.locator("tbody tr")) == [
+            ["Wizard started", "2", "—", "30 s", "—"],
+            ["Dataset valid", "2", "0.0 %", "2 min", "0"],
+            ["Job started", "2", "0.0 %", "15 s", "0"],
+            ["Job succeeded", "1", "50.0 %", "10 min", "0"],
+            ["Evaluation viewed", "1", "0.0 %", "35 s", "—"],
+            ["Model saved", "1", "0.0 %", "20 s", "0"],
+        ]
+        assert cells(section("Where failures cluster").locator("tbody tr")) == [["TRAINING_OOM", "1"]]
 
-            # Satisfaction: 5 and 2 from the saver (in the variant), a skip from the other.
-            satisfaction = section("Satisfaction")
-            expect(satisfaction.locator(".big-number")).to_have_text("3.5 / 5")
-            group = f"{EXPERIMENT} / {variant}"
-            tables = satisfaction.locator("table")
-            assert cells(tables.nth(0).locator("tbody tr"))[0] == ["Everyone", "2", "1", "3.5", "—"]
-            assert cells(tables.nth(0).locator("tbody tr"))[-1] == [group, "2", "0", "3.5", "2"]
-            assert tables.nth(1).locator("thead th").all_inner_texts() == ["Step", "Everyone", group]
-            assert cells(tables.nth(1).locator("tbody tr")) == [
-                ["Uploading your data", "3.5", "3.5"],
-                ["Choosing parameters and training", "2.0", "2.0"],
-                ["Reading the evaluation", "—", "—"],
-                ["Saving and using the model", "—", "—"],
-            ]
+        # Satisfaction: 5 and 2 from the saver (in the variant), a skip from the other.
+        satisfaction = section("Satisfaction")
+        expect(satisfaction.locator(".big-number")).to_have_text("3.5 / 5")
+        group = f"{EXPERIMENT} / {variant}"
+        tables = satisfaction.locator("table")
+        assert cells(tables.nth(0).locator("tbody tr"))[0] == ["Everyone", "2", "1", "3.5", "—"]
+        assert cells(tables.nth(0).locator("tbody tr"))[-1] == [group, "2", "0", "3.5", "2"]
+        assert tables.nth(1).locator("thead th").all_inner_texts() == ["Step", "Everyone", group]
+        assert cells(tables.nth(1).locator("tbody tr")) == [
+            ["Uploading your data", "3.5", "3.5"],
+            ["Choosing parameters and training", "2.0", "2.0"],
+            ["Reading the evaluation", "—", "—"],
+            ["Saving and using the model", "—", "—"],
+        ]
 
-            # The comment as the service stored it: masked.
-            comments = section("Comments")
-            expect(comments.locator("blockquote")).to_have_text(answer["comment"])
-            expect(comments).not_to_contain_text("jane.doe@example.com")
+        # The comment as the service stored it: masked.
+        comments = section("Comments")
+        expect(comments.locator("blockquote")).to_have_text(answer["comment"])
+        expect(comments).not_to_contain_text("jane.doe@example.com")
 
-            # The rollout (never configured) and the experiment, read-only.
-            rollout = section("Rollout and experiments")
-            expect(rollout).to_contain_text("Everyone (no rollout configured)")
-            expect(rollout.get_by_role("listitem")).to_contain_text("Variants: guided (50 %), expert (50 %)")
-            shoot(page, artefacts, "admin-report")
-            page.reload()  # the page's own URL loads it too (a bookmark, a shared link)
-            expect(models.locator(".big-number")).to_have_text("2 of 100")
+        # The rollout (never configured) and the experiment, read-only.
+        rollout = section("Rollout and experiments")
+        expect(rollout).to_contain_text("Everyone (no rollout configured)")
+        expect(rollout.get_by_role("listitem")).to_contain_text("Variants: guided (50 %), expert (50 %)")
+        shoot(page, artefacts, "admin-report")
+        page.reload()  # the page's own URL loads it too (a bookmark, a shared link)
+        expect(models.locator(".big-number")).to_have_text("2 of 100")
 
-            # A normal key: a clear refusal, not an empty page.
-            page.get_by_role("button", name="Sign out").click()
-            expect(page).to_have_url(url + "/signin")
-            sign_in(page, SAVER, keys[SAVER])
-            expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
-            expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # offered to admin keys only
-            page.goto(url + "/admin")  # typed in by hand
-            refusal = page.get_by_role("alert")
-            expect(refusal).to_contain_text("This page needs an admin API key")
-            expect(refusal).to_contain_text(f"signed in to project {SAVER}")
-            expect(section("Custom models created")).to_have_count(0)
-            shoot(page, artefacts, "admin-refused")
-            assert errors == [], errors
-        finally:
-            browser.close()
+        # A normal key: a clear refusal, not an empty page.
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(url + "/signin")
+        sign_in(page, SAVER, keys[SAVER])
+        expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
+        expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # offered to admin keys only
+        page.goto(url + "/admin")  # typed in by hand
+        refusal = page.get_by_role("alert")
+        expect(refusal).to_contain_text("This page needs an admin API key")
+        expect(refusal).to_contain_text(f"signed in to project {SAVER}")
+        expect(section("Custom models created")).to_have_count(0)
+        shoot(page, artefacts, "admin-refused")
 
 
 def test_step_two_starts_from_the_presets_the_variant_names(system, keys: dict[str, str]):
@@ -208,17 +200,12 @@ def test_step_two_starts_from_the_presets_the_variant_names(system, keys: dict[s
         version = client.post(f"/v1/{dataset['name']}/versions:upload", content=brown_csv(120),
                               params={"header.options.file_name": "genres.csv"})
         assert version.status_code == 200, version.text
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport=LAPTOP)
-        try:
-            page.goto(url + "/signin")
-            sign_in(page, SAVER, keys[SAVER])
-            expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
-            page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
-                          {"version": version.json()["name"], "datasetName": "Genres"})
-            page.goto(url + "/wizard/parameters")
-            expect(page.get_by_role("heading", name="Step 2 — Training settings")).to_be_visible()
-            expect(page.get_by_role("radio", name=re.compile(f"^{PRESET_OF[variant]}", re.IGNORECASE))).to_be_checked()
-        finally:
-            browser.close()
+    with sync_playwright() as p, browser_page(p) as page:
+        page.goto(url + "/signin")
+        sign_in(page, SAVER, keys[SAVER])
+        expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
+        page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
+                      {"version": version.json()["name"], "datasetName": "Genres"})
+        page.goto(url + "/wizard/parameters")
+        expect(page.get_by_role("heading", name="Step 2 — Training settings")).to_be_visible()
+        expect(page.get_by_role("radio", name=re.compile(f"^{PRESET_OF[variant]}", re.IGNORECASE))).to_be_checked()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import CHROMIUM, LAPTOP, funnel_events, launch, shoot, sign_in
+from .browser import CHROMIUM, browser_page, funnel_events, shoot, sign_in
 from .test_wizard_step1 import BROWN
 
 # The first estimate on a fresh database measures throughput (bounded by the system
@@ -68,11 +68,7 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
     def assert_named_controls(page) -> None:
         assert page.evaluate(UNNAMED_CONTROLS_JS) == []
 
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport=LAPTOP)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with sync_playwright() as p, browser_page(p) as page:
         try:
             # Sign in: the key goes in a form, never in the URL.
             page.goto(url + "/")
@@ -163,10 +159,8 @@ def test_wizard_steps_one_and_two_in_the_browser(system, artefacts: Path, tmp_pa
             shoot(page, artefacts, "3-training")
             page.get_by_role("button", name="Cancel training").click()
             expect(page.locator("#job-h .state")).to_have_text(re.compile("Cancell"), timeout=60_000)
-            assert errors == [], errors
         finally:
             page.screenshot(path=str(artefacts / "last.png"), full_page=True)
-            browser.close()
 
     # The funnel as the dashboard recorded it: two wizard runs (the broken file, then the
     # good one), each step once, the refused file under its step with its category.

@@ -33,7 +33,7 @@ import pytest
 from devstack.components import free_port
 from tests.otlp import OtlpReceiver, ReceivedSpan
 
-from .browser import CHROMIUM, LAPTOP, funnel_events, launch, shoot, sign_in
+from .browser import CHROMIUM, browser_page, funnel_events, shoot, sign_in
 from .test_wizard_step1 import BROWN, Devstack
 
 pytestmark = pytest.mark.skipif(not BROWN.is_file(), reason="the shared data files are missing")
@@ -210,54 +210,46 @@ def test_steps_three_and_four_in_the_browser(gateway: httpx.Client, wizard_run: 
     model = wizard_run.model_version.split("/versions/")[0]
     before = max((e["id"] for e in funnel_events(database_url, "dev")), default=0)
 
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport=LAPTOP)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            page.goto(url + "/signin")
-            sign_in(page, "dev", key)
-            expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
-            # Resume the wizard where this tab would be after starting the job.
-            page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
-                          {"version": wizard_run.dataset_version, "job": wizard_run.job["name"],
-                           "datasetName": "Genres"})
-            page.goto(url + "/wizard/train")
-            expect(page.get_by_role("heading", name="Step 3 — Training")).to_be_visible()
-            metrics = page.locator("table.metrics")
-            expect(metrics).to_contain_text("Tuned model against the base model", timeout=60_000)
-            expect(metrics.get_by_role("rowheader", name="accuracy")).to_be_visible()
-            for heading in ("Confusion matrix", "Hardest examples", "Recommendations"):
-                expect(page.get_by_role("heading", name=heading)).to_be_visible()
-            shoot(page, artefacts, "3-evaluation")
+    with sync_playwright() as p, browser_page(p) as page:
+        page.goto(url + "/signin")
+        sign_in(page, "dev", key)
+        expect(page.get_by_role("button", name="Create Custom Model")).to_be_visible()
+        # Resume the wizard where this tab would be after starting the job.
+        page.evaluate("state => sessionStorage.setItem('mtw.wizard', JSON.stringify(state))",
+                      {"version": wizard_run.dataset_version, "job": wizard_run.job["name"],
+                       "datasetName": "Genres"})
+        page.goto(url + "/wizard/train")
+        expect(page.get_by_role("heading", name="Step 3 — Training")).to_be_visible()
+        metrics = page.locator("table.metrics")
+        expect(metrics).to_contain_text("Tuned model against the base model", timeout=60_000)
+        expect(metrics.get_by_role("rowheader", name="accuracy")).to_be_visible()
+        for heading in ("Confusion matrix", "Hardest examples", "Recommendations"):
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+        shoot(page, artefacts, "3-evaluation")
 
-            page.get_by_role("button", name="Continue to save").click()
-            expect(page.get_by_role("heading", name="Step 4 — Save and use")).to_be_visible()
-            expect(page.get_by_text(f"This job saved its model as {wizard_run.model_version}")).to_be_visible()
-            page.get_by_label("Alias").fill("production")
-            page.get_by_role("button", name="Save model").click()
-            expect(page.locator("p.success")).to_have_text(f"Saved as {model}@production")
-            expect(page.get_by_role("heading", name="Model card")).to_be_visible()
-            page.get_by_label("Input", exact=True).fill("The committee approved the appropriation for the year.")
-            page.get_by_role("button", name="Predict").click()
-            expect(page.locator(".prediction .big-number")).to_have_text(re.compile("|".join(GENRES)))
+        page.get_by_role("button", name="Continue to save").click()
+        expect(page.get_by_role("heading", name="Step 4 — Save and use")).to_be_visible()
+        expect(page.get_by_text(f"This job saved its model as {wizard_run.model_version}")).to_be_visible()
+        page.get_by_label("Alias").fill("production")
+        page.get_by_role("button", name="Save model").click()
+        expect(page.locator("p.success")).to_have_text(f"Saved as {model}@production")
+        expect(page.get_by_role("heading", name="Model card")).to_be_visible()
+        page.get_by_label("Input", exact=True).fill("The committee approved the appropriation for the year.")
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator(".prediction .big-number")).to_have_text(re.compile("|".join(GENRES)))
 
-            # The survey: the first question is needed to send; then it is answered once.
-            survey = page.locator("section.survey")
-            survey.get_by_role("button", name="Send").click()
-            expect(survey.get_by_role("alert")).to_contain_text("Choose how satisfied")
-            survey.get_by_label("4 of 5 (Overall, how satisfied are you with your model?)").check()
-            survey.get_by_label("5 of 5 (How easy was it: uploading your data?)").check()
-            survey.get_by_label("What would you change? (optional)").fill("More presets for short texts.")
-            survey.get_by_role("button", name="Send").click()
-            expect(survey.get_by_role("heading", name="Thank you")).to_be_visible()
-            shoot(page, artefacts, "4-saved")
-            page.reload()
-            expect(page.locator("section.survey")).to_contain_text("You told us how it went for this model.")
-            assert errors == [], errors
-        finally:
-            browser.close()
+        # The survey: the first question is needed to send; then it is answered once.
+        survey = page.locator("section.survey")
+        survey.get_by_role("button", name="Send").click()
+        expect(survey.get_by_role("alert")).to_contain_text("Choose how satisfied")
+        survey.get_by_label("4 of 5 (Overall, how satisfied are you with your model?)").check()
+        survey.get_by_label("5 of 5 (How easy was it: uploading your data?)").check()
+        survey.get_by_label("What would you change? (optional)").fill("More presets for short texts.")
+        survey.get_by_role("button", name="Send").click()
+        expect(survey.get_by_role("heading", name="Thank you")).to_be_visible()
+        shoot(page, artefacts, "4-saved")
+        page.reload()
+        expect(page.locator("section.survey")).to_contain_text("You told us how it went for this model.")
 
     assert _ok(gateway.get(f"/v1/{model}"))["aliases"]["production"] == wizard_run.model_version
     answer = _ok(gateway.get(f"/v1/{wizard_run.model_version}/surveyResponse"))
