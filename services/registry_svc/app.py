@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common import names, pagination
-from services.common.auth import Principal, audit, check_project, service_metadata
+from services.common.auth import Principal, audit, check_project
 from services.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -38,7 +38,6 @@ from services.registry_svc.domain.model import (
     Task,
 )
 from services.registry_svc.peers import (
-    SERVICE,
     SUCCEEDED,
     BaseModelInfo,
     DatasetInfo,
@@ -354,7 +353,7 @@ class RegistryApp:
     async def model_card(self, name: str) -> ModelVersion:
         return await self.resolve(name)
 
-    async def link_evaluation(self, parent: str, evaluation: str) -> list[ModelVersion]:
+    async def link_evaluation(self, caller: Caller, parent: str, evaluation: str) -> list[ModelVersion]:
         """Links an evaluation into the versions it measured: the version it names, or
         every live version made from the tuning job it evaluated."""
         project = self.project_of(parent)
@@ -362,8 +361,8 @@ class RegistryApp:
             raise InvalidArgument.field("evaluation", "required: projects/{project}/evaluations/{evaluation}")
         if names.parse(EVALUATION, evaluation, "evaluation")["project"] != project:
             raise NotFound.resource("evaluation", evaluation)
-        found = await self.peers.evaluation(evaluation, service_metadata(self.settings.internal_token, project,
-                                                                         SERVICE))
+        found = await self.peers.evaluation(
+            evaluation, call_metadata(caller.principal, caller.api_key, self.settings.internal_token))
         if found.model_version:
             ref = self.version_ref(found.model_version, "evaluation")
             targets = [await self.store.get_version(ref.project, ref.model, int(ref.version))]

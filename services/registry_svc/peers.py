@@ -200,10 +200,6 @@ class Peers:
                 return tuple(texts[:count])
         return ()
 
-    @property
-    def has_evaluations(self) -> bool:
-        return self._evaluation is not None
-
     async def evaluation(self, name: str, metadata) -> EvaluationInfo:
         """One evaluation (NotFound when there is none of that name in the project)."""
         if self._evaluation is None:

@@ -102,7 +102,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return convert.card_to_proto(await self.app.model_card(request.name))
 
     async def LinkEvaluation(self, request: pb.LinkEvaluationRequest, context):
-        linked = await self.app.link_evaluation(request.parent, request.evaluation)
+        linked = await self.app.link_evaluation(_caller(context), request.parent, request.evaluation)
         return pb.LinkEvaluationResponse(model_versions=[v.name for v in linked])
 
     async def ExportModelVersion(self, request: pb.ExportModelVersionRequest, context):
