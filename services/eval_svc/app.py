@@ -27,6 +27,7 @@ from services.common.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
 )
 from services.common.filtering import parse_filter
@@ -699,7 +700,10 @@ class EvaluationApp:
             try:
                 linked = await self.registry.link_evaluation(evaluation.project, evaluation.name,
                                                              self.metadata(evaluation.project))
-            except Exception as exc:  # noqa: BLE001 - any failure is retried later
+            except (NotFound, InvalidArgument, FailedPrecondition, PermissionDenied) as exc:
+                linked = []  # nothing the registry can link (e.g. its version is gone): not retried
+                log.warning("%s not linked in the registry: %s", evaluation.name, exc)
+            except Exception as exc:  # noqa: BLE001 - the registry is away or failing: retried later
                 self._registry_retry_at = loop.time() + self.settings.registry_retry_seconds
                 log.warning("could not link %s in the registry (%s); retrying in %.0f s", evaluation.name, exc,
                             self.settings.registry_retry_seconds)

@@ -1,7 +1,7 @@
 // The admin page: the success report (custom models created against the target, the
 // wizard funnel, failures, satisfaction and comments) and, read-only, the rollout and the
-// experiments. The sign-in session does not know whether its key is an admin key, so the
-// page simply asks and explains a refusal.
+// experiments. The navigation offers it to admin keys only; the API decides, and anyone
+// else who opens /admin gets the refusal explained.
 import { call } from "./api.js";
 import { barChart } from "./charts.js";
 import { STEPS as SURVEY_STEPS } from "./steps/survey.js";
