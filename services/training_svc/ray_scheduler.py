@@ -106,6 +106,11 @@ def _measure(query: ThroughputQuery) -> float:
     ))
 
 
+# After removing a stopped run's placement group, how long a new one of the same shape is
+# taken for a replacement its dying controller started (see RayScheduler._release).
+REPLACEMENT_WATCH_SECONDS = 5.0
+
+
 class RayScheduler:
     """The Scheduler on a Ray cluster (RAY_ADDRESS, else a local one started in-process)."""
 
@@ -177,8 +182,34 @@ class RayScheduler:
         await asyncio.to_thread(self._release, placement_group_id)
 
     def _release(self, placement_group_id: str) -> None:
-        # Ray Train frees a dead run's placement group only through the state API, which
-        # may be slow or absent; the service does it at once.
+        """Removes a stopped run's placement group (Ray Train frees a dead run's only through
+        the state API, which may be slow or absent).
+
+        Removing it kills the run's workers. If the run's Ray Train controller is still
+        alive then (it dies with the run's runner actor, but not at once), it takes that for
+        a worker failure and starts a new worker group in a new placement group, which
+        nothing would ever free. So for a few seconds new placement groups of the same
+        shape are taken for that replacement and removed too.
+        """
+        from ray.util import placement_group_table
+
+        known = placement_group_table()
+        target = known.get(placement_group_id)
+        self._remove_placement_group(placement_group_id)
+        if target is None:
+            return
+        deadline = time.monotonic() + REPLACEMENT_WATCH_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            for pg_id, info in placement_group_table().items():
+                if pg_id not in known and info["bundles"] == target["bundles"] and info["state"] != "REMOVED":
+                    log.warning("removing placement group %s, started for the stopped run of %s",
+                                pg_id, placement_group_id)
+                    self._remove_placement_group(pg_id)
+                    known[pg_id] = info
+
+    @staticmethod
+    def _remove_placement_group(placement_group_id: str) -> None:
         from ray._raylet import PlacementGroupID
         from ray.util.placement_group import PlacementGroup, remove_placement_group
 

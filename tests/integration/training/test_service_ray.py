@@ -226,3 +226,22 @@ async def test_estimate_measures_throughput_on_the_cluster_once_and_keeps_it(ray
     assert estimate.estimated_duration.seconds > 0 and estimate.total_steps == 40
     keys = await stack.app.store.pool.fetchval("SELECT count(*) FROM throughput_calibrations")
     assert keys >= 1
+
+
+async def test_a_replacement_placement_group_of_a_stopped_run_is_removed_too(ray_stack):
+    """A stopped run's controller may still live when its placement group is removed: it
+    then starts a new worker group in a new placement group of the same shape, which the
+    scheduler removes as well (otherwise it would hold the CPUs for good)."""
+    import ray
+    from ray.util import placement_group, placement_group_table
+
+    scheduler = ray_stack.app.scheduler
+    stopped = placement_group([{"CPU": 1}])
+    await asyncio.to_thread(ray.get, stopped.ready(), timeout=30)
+    release = asyncio.create_task(scheduler.release(stopped.id.hex()))
+    await asyncio.sleep(1)  # what a dying controller does after losing its workers
+    replacement = placement_group([{"CPU": 1}])
+    await release
+    states = await asyncio.to_thread(placement_group_table)
+    assert states[stopped.id.hex()]["state"] == "REMOVED"
+    assert states[replacement.id.hex()]["state"] == "REMOVED"
