@@ -22,6 +22,7 @@ from services.training_svc.scheduler import InMemoryScheduler
 from tests.conftest import fresh_database
 from tests.integration.slow_start import SlowToStart
 from tests.integration.training.service_harness import brown_csv, start_stack, stop_stack
+from tests.integration.waiting import wait_for
 
 TERMINAL = {js.JOB_STATE_SUCCEEDED, js.JOB_STATE_FAILED, js.JOB_STATE_CANCELLED}
 
@@ -50,11 +51,11 @@ async def test_a_cancel_during_submit_ends_the_evaluation_cancelled(service_sett
                 metadata=stack.auth())
             await asyncio.wait_for(cluster.submitting.wait(), timeout=30)
             await stub.CancelEvaluation(epb.CancelEvaluationRequest(name=created.name), metadata=stack.auth())
-            deadline = asyncio.get_running_loop().time() + 30
-            while (done := await stub.GetEvaluation(epb.GetEvaluationRequest(name=created.name),
-                                                    metadata=stack.auth())).state not in TERMINAL:
-                assert asyncio.get_running_loop().time() < deadline, done
-                await asyncio.sleep(0.2)
+            async def ended():
+                found = await stub.GetEvaluation(epb.GetEvaluationRequest(name=created.name), metadata=stack.auth())
+                return found if found.state in TERMINAL else None
+
+            done = await wait_for(ended, timeout=30)
             assert done.state == js.JOB_STATE_CANCELLED, done.failure
             assert done.failure.category == job_failure_pb2.FAILURE_CATEGORY_CANCELLED_BY_USER
             assert cluster.cancelled == [cluster.submitted[0].run_name]

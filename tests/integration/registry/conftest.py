@@ -9,7 +9,6 @@ whole package.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import tempfile
 from collections.abc import AsyncIterator
@@ -135,15 +134,3 @@ async def registry(service_settings, ray_cluster) -> AsyncIterator[Registry]:
             await evaluations.stop()
         await stop_stack(stack)
         cache.cleanup()
-
-
-async def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
-    """Polls ``predicate()`` (async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

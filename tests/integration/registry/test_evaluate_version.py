@@ -14,8 +14,7 @@ from mtw.evaluation.v1 import evaluation_pb2
 from mtw.evaluation.v1 import evaluation_service_pb2 as epb
 from mtw.registry.v1 import registered_model_pb2
 from mtw.registry.v1 import registry_service_pb2 as rpb
-
-from .conftest import wait_for
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,9 @@ from mtw.registry.v1 import prediction_pb2 as ppb
 from mtw.registry.v1 import registered_model_pb2
 from mtw.registry.v1 import registry_service_pb2 as rpb
 from services.training_svc.follow_ups import idempotency_key
+from tests.integration.waiting import wait_for
 
-from .conftest import CLASSIFIER_MODEL, wait_for
+from .conftest import CLASSIFIER_MODEL
 
 pytestmark = pytest.mark.slow
 
