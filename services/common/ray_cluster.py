@@ -14,10 +14,14 @@ import threading
 
 # A loopback-only cluster without an auth token.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# For the raylet of a node (`ray start`): worker processes start with torch, transformers
-# and peft imported, so a run's actors (runner, Train controller, workers) don't each
-# spend seconds importing them — measured 3.7 s → 0.2 s per actor here.
-NODE_ENV = {**RAY_ENV, "RAY_preload_python_modules": "torch,transformers,peft"}
+# For the raylet of a node (`ray start`). No module preloading: a Ray Train run starts
+# about eight actor processes on demand (controller, workers, placement-group cleaner,
+# synchronisation, datasets, preemption watcher), and preloading torch, transformers
+# and peft into each put ~5 s of imports in front of the controller and of every worker
+# (submit to first step 19.3 s with it, 11.4 s without; bench/train.py). The training
+# workers import what they need themselves, while Ray Train sets them up
+# (training_svc/trainer/warm_up.py).
+NODE_ENV = {**RAY_ENV}
 # Workers never reach the hub and keep tokenizers single-threaded (Ray runs many per node).
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
               "TOKENIZERS_PARALLELISM": "false"}

@@ -30,8 +30,10 @@ GiB = 2**30
 # Python + torch + transformers + peft + a Ray worker, measured at ~440 MiB RSS.
 RUNTIME_BYTES = 450 * MiB
 HEADROOM = 0.10  # allocator fragmentation and temporaries
-# A Ray worker group starting and loading the model (warm head), in seconds.
-STARTUP_SECONDS = 20.0
+# Fixed cost of a run on a warm head, in seconds: ~10 s from submission to the first
+# step (Train controller, worker group, model and data) and ~2 s to write the model
+# and end (bench/train.py).
+STARTUP_SECONDS = 12.0
 MULTI_WORKER_EFFICIENCY = 0.9  # gradient all-reduce over gloo
 EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
 CHECKPOINT_BYTES_PER_SECOND = 100 * MiB

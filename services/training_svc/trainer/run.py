@@ -23,6 +23,9 @@ _FORWARDED_ENV = (
     "TOKENIZERS_PARALLELISM",
 )
 
+# Each training worker imports transformers and peft while Ray Train sets it up.
+_WARM_UP_HOOK = "services.training_svc.trainer.warm_up.import_training_libraries"
+
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -80,6 +83,7 @@ def run_training(
             storage_filesystem=s3.filesystem(),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"worker_process_setup_hook": _WARM_UP_HOOK},
         ),
     )
     try:
