@@ -5,16 +5,20 @@
 Measures, for a MiniLM LoRA classification job on Brown-corpus genres read from S3:
 - samples/s of the Ray-scheduled job (1 worker × 2 CPUs) vs the same training with a
   bare HF Trainer in this process (2 threads): same data, model, settings (goal >= 0.9x);
-- submit-to-first-step latency with a warm head (a warm-up job ran first; goal <= 10 s);
+- submit-to-first-step latency with a warm head (a warm-up job ran first; goal <= 10 s):
+  of run_training from this driver, and of CreateTuningJob through the training service
+  (its runner actor included), which is what a user waits for;
 - the estimate (domain/estimate.py with a calibrated throughput) vs the actual duration.
 
-A local Ray head (loopback only) and a moto S3 server are started and stopped here.
+A local Ray head (loopback only) and a moto S3 server are started and stopped here; the
+services use a throwaway database on the PostgreSQL at 127.0.0.1:5432.
 Results go to bench/results/train.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -22,6 +26,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
 # Read by Ray at import: a loopback-only single-machine cluster, no auth token.
@@ -114,6 +119,7 @@ def main() -> None:
             if kind == "log" and "tokenised" in p.get("message", "")
         ]
 
+        service = asyncio.run(service_latency(s3, address))
         bare = bare_trainer(measured, s3)
         estimate = estimate_duration(measured, model, len(train))
 
@@ -130,6 +136,7 @@ def main() -> None:
             if prepared
             else None,
             "actual_duration_seconds": round(t_done - t_submit, 2),
+            **service,
             **estimate,
             "cpu_count": os.cpu_count(),
             "load_average": os.getloadavg(),
@@ -141,6 +148,58 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "train.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
+
+
+async def service_latency(s3, ray_address: str, jobs: int = 3) -> dict:
+    """CreateTuningJob to the job's first step event, through the training and dataset
+    services on the same head: what a user waits for. The service runs each job in a
+    runner actor of its own (so that a job outlives a service restart), one actor start
+    more than run_training from a driver. The first job warms the service up."""
+
+    from mtw.training.v1 import hyperparameters_pb2
+    from mtw.training.v1 import training_service_pb2 as pb
+    from services.common.settings import ServiceSettings
+    from services.training_svc.ray_scheduler import RayScheduler
+    from tests.conftest import fresh_database
+    from tests.integration.training.service_harness import (
+        TERMINAL,
+        brown_csv,
+        start_stack,
+        stop_stack,
+    )
+
+    latencies = []
+    async with fresh_database() as url:
+
+        def settings(cls=ServiceSettings, **overrides):
+            values = dict(  # noqa: C408 - reads like settings
+                database_url=url, s3_endpoint=s3.endpoint, s3_access_key=s3.access_key,
+                s3_secret_key=s3.secret_key, s3_secure=False, grpc_host="127.0.0.1", grpc_port=0,
+                page_token_secret="bench-page-token-secret", service_name="bench",
+            )
+            return cls(**{**values, **overrides})
+
+        stack = await start_stack(settings, RayScheduler, ray_address=ray_address, max_running_jobs=1)
+        try:
+            stack.versions["classification"] = await stack.upload(brown_csv(240), "brown.csv")
+            for _ in range(jobs):
+                created = time.time()
+                job = await stack.create(hyperparameters=hyperparameters_pb2.Hyperparameters(
+                    max_steps=4, num_workers=1, per_device_batch_size=16, max_seq_length=128))
+                ended = await stack.wait_for(job.name, TERMINAL, timeout=300)
+                page = await stack.stub.ListTuningJobEvents(
+                    pb.ListTuningJobEventsRequest(parent=job.name, filter="event:step_metrics"),
+                    metadata=stack.auth())
+                if not page.events:
+                    raise RuntimeError(f"{job.name} ended in state {ended.state} without a step: {ended.failure}")
+                first = page.events[0].time.ToDatetime().replace(tzinfo=UTC).timestamp()
+                latencies.append(round(first - created, 2))
+        finally:
+            await stop_stack(stack)
+    return {
+        "service_submit_to_first_step_seconds": latencies[-1],
+        "service_submit_to_first_step_all_jobs": latencies,
+    }
 
 
 def bare_trainer(spec, s3) -> float:
