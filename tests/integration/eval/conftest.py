@@ -90,8 +90,10 @@ async def eval_stack(service_settings, ray_cluster, tmp_path_factory) -> AsyncIt
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
     s = EvalStack(stack, service, evaluation_service_pb2_grpc.EvaluationServiceStub(channel), channel)
     yield s
-    await channel.close()
-    await service.stop()
+    # The service a test restarted, not the first one: a service left running would go
+    # on polling Ray after the stack below detaches from it.
+    await s.channel.close()
+    await s.service.stop()
     await stop_stack(stack)
 
 
