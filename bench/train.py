@@ -158,9 +158,8 @@ async def service_latency(s3, ray_address: str, jobs: int = 3) -> dict:
 
     from mtw.training.v1 import hyperparameters_pb2
     from mtw.training.v1 import training_service_pb2 as pb
-    from services.common.settings import ServiceSettings
     from services.training_svc.ray_scheduler import RayScheduler
-    from tests.conftest import fresh_database
+    from tests.conftest import fresh_database, settings_factory
     from tests.integration.training.service_harness import (
         TERMINAL,
         brown_csv,
@@ -170,15 +169,7 @@ async def service_latency(s3, ray_address: str, jobs: int = 3) -> dict:
 
     latencies = []
     async with fresh_database() as url:
-
-        def settings(cls=ServiceSettings, **overrides):
-            values = dict(  # noqa: C408 - reads like settings
-                database_url=url, s3_endpoint=s3.endpoint, s3_access_key=s3.access_key,
-                s3_secret_key=s3.secret_key, s3_secure=False, grpc_host="127.0.0.1", grpc_port=0,
-                page_token_secret="bench-page-token-secret", service_name="bench",
-            )
-            return cls(**{**values, **overrides})
-
+        settings = settings_factory(url, s3.endpoint, s3.bucket, s3.access_key, s3.secret_key)
         stack = await start_stack(settings, RayScheduler, ray_address=ray_address, max_running_jobs=1)
         try:
             stack.versions["classification"] = await stack.upload(brown_csv(240), "brown.csv")

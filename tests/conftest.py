@@ -95,11 +95,9 @@ async def object_store(s3_endpoint: str):
     store.close()
 
 
-@pytest.fixture(scope="session")
-def service_settings(
-    database_url: str, s3_endpoint: str, object_store
-) -> Callable[..., ServiceSettings]:
-    """Factory: ``service_settings(DatasetSettings, dataset_max_upload_bytes=10)`` → settings on the test PG/S3.
+def settings_factory(database_url: str, s3_endpoint: str, bucket: str, access_key: str = S3_ACCESS_KEY,
+                     secret_key: str = S3_SECRET_KEY) -> Callable[..., ServiceSettings]:
+    """Factory: ``make(DatasetSettings, dataset_max_upload_bytes=10)`` → settings on that PG/S3.
 
     The class defaults to ServiceSettings; ``grpc_port`` is 0 so each server gets a free port.
     """
@@ -108,9 +106,9 @@ def service_settings(
         values: dict[str, Any] = dict(  # noqa: C408 - reads like settings
             database_url=database_url,
             s3_endpoint=s3_endpoint,
-            s3_access_key=S3_ACCESS_KEY,
-            s3_secret_key=S3_SECRET_KEY,
-            s3_bucket=object_store.bucket,
+            s3_access_key=access_key,
+            s3_secret_key=secret_key,
+            s3_bucket=bucket,
             s3_secure=False,
             grpc_host="127.0.0.1",
             grpc_port=0,
@@ -121,6 +119,14 @@ def service_settings(
         return cls(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def service_settings(
+    database_url: str, s3_endpoint: str, object_store
+) -> Callable[..., ServiceSettings]:
+    """``settings_factory`` on the test PostgreSQL database and S3 server."""
+    return settings_factory(database_url, s3_endpoint, object_store.bucket)
 
 
 @pytest.fixture(scope="session")

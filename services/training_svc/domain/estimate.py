@@ -30,10 +30,10 @@ GiB = 2**30
 # Python + torch + transformers + peft + a Ray worker, measured at ~440 MiB RSS.
 RUNTIME_BYTES = 450 * MiB
 HEADROOM = 0.10  # allocator fragmentation and temporaries
-# Fixed cost of a run on a warm head, in seconds: ~10 s from submission to the first
-# step (Train controller, worker group, model and data) and ~2 s to write the model
-# and end (bench/train.py).
-STARTUP_SECONDS = 12.0
+# Fixed cost of a job on a warm head, in seconds: 13-15 s from CreateTuningJob to the
+# first step (runner actor, Train controller, worker group, model and data) and ~2 s to
+# write the model and end (bench/train.py, through the service).
+STARTUP_SECONDS = 15.0
 MULTI_WORKER_EFFICIENCY = 0.9  # gradient all-reduce over gloo
 EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
 CHECKPOINT_BYTES_PER_SECOND = 100 * MiB

@@ -14,7 +14,6 @@ def import_training_libraries() -> None:
 
 def _import() -> None:
     import peft  # noqa: F401
-    import transformers  # noqa: F401
     from transformers import (  # noqa: F401
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
