@@ -180,7 +180,7 @@ class _QueueReader:
     def __init__(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
         self._queue = queue
         self._loop = loop
-        self._buffer = bytearray()
+        self._rest = b""  # what the last read took from a chunk but did not return
         self._eof = False
 
     def _next(self) -> bytes | None:
@@ -193,20 +193,21 @@ class _QueueReader:
         return item
 
     def read(self, size: int = -1) -> bytes:
-        # Gather up to `size` bytes at once: minio asks for a whole part, and one
-        # bytes object per part avoids its quadratic `part_data += data` pattern.
+        # Gather up to `size` bytes and join them once: minio asks for a whole part,
+        # and a single allocation of its exact size avoids both minio's quadratic
+        # `part_data += data` and a growing buffer's reallocations.
         want = size if size is not None and size >= 0 else float("inf")
-        while len(self._buffer) < want and not self._eof:
+        parts, have = [self._rest] if self._rest else [], len(self._rest)
+        while have < want and not self._eof:
             chunk = self._next()
-            if chunk is not None:
-                self._buffer += chunk
-        if want == float("inf") or want >= len(self._buffer):
-            out = bytes(self._buffer)
-            self._buffer.clear()
-        else:
-            out = bytes(self._buffer[: int(want)])
-            del self._buffer[: int(want)]
-        return out
+            if chunk:
+                parts.append(chunk)
+                have += len(chunk)
+        self._rest = b""
+        if have > want:
+            last, keep = parts[-1], len(parts[-1]) - (have - int(want))
+            parts[-1], self._rest = memoryview(last)[:keep], last[keep:]
+        return b"".join(parts)
 
 
 def _drain(queue: asyncio.Queue) -> None:
@@ -369,11 +370,15 @@ class ObjectStore:
         content_type: str = "application/octet-stream",
         part_size: int = 16 * MiB,
         queue_chunks: int = 4,
+        length: int | None = None,
     ) -> int:
-        """Upload an async stream of unknown length; returns the bytes written.
+        """Upload an async stream; returns the bytes written.
 
-        minio's ``put_object(length=-1)`` runs in its own thread, reading from a bounded
-        queue this coroutine fills, so memory stays ≈ one part + ``queue_chunks`` chunks.
+        minio's ``put_object`` runs in its own thread, reading from a bounded queue this
+        coroutine fills, so memory stays ≈ one part + ``queue_chunks`` chunks. With
+        ``length`` (which the stream must then have: a longer or shorter one fails),
+        minio sends each part as it reads it; without, it reads one byte ahead to find
+        the last part, which costs two more copies of each part.
         If ``chunks`` raises or this task is cancelled, the thread is told to fail,
         minio aborts the multipart upload, and the error propagates once it has —
         no object and no pending upload remain.
@@ -396,7 +401,7 @@ class ObjectStore:
                     self.bucket,
                     key,
                     _QueueReader(queue, loop),
-                    -1,
+                    -1 if length is None else length,
                     content_type=content_type,
                     part_size=part_size,
                     num_parallel_uploads=1,  # parallel parts would multiply the memory held
@@ -413,11 +418,15 @@ class ObjectStore:
         written = 0
         try:
             async for chunk in chunks:
+                written += len(chunk)
+                if length is not None and written > length:
+                    raise ValueError(f"the stream is longer than the {length} bytes declared")
                 if done.done():
                     break  # the upload already failed; `await done` below raises why
                 if chunk:
-                    written += len(chunk)
                     await queue.put(chunk)
+            if length is not None and written < length:
+                raise ValueError(f"the stream ended after {written} of the {length} bytes declared")
             if not done.done():
                 await queue.put(_EndOfStream())
             await asyncio.shield(done)

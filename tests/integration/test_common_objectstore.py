@@ -49,6 +49,22 @@ async def test_put_stream_round_trip_40mb(object_store: ObjectStore):
         assert len(await asyncio.to_thread(f.read, 10)) == 10
 
 
+async def test_put_stream_chunks_that_straddle_parts(object_store: ObjectStore):
+    # Chunks smaller and larger than a part, none dividing it: parts are cut inside chunks.
+    sizes = [300_000, 7 * MiB + 3, 1, 2 * MiB + 17, 123_457, 6 * MiB]
+    data = os.urandom(sum(sizes))
+
+    async def chunks():
+        offset = 0
+        for size in sizes:
+            yield data[offset:offset + size]
+            offset += size
+
+    assert await object_store.put_stream("odd/obj.bin", chunks(), part_size=5 * MiB) == len(data)
+    got = b"".join([chunk async for chunk in object_store.iter_object("odd/obj.bin")])
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
 async def test_small_stream_single_part(object_store: ObjectStore):
     async def few():
         yield b"hello "
