@@ -156,7 +156,8 @@ class DatasetApp:
         quota = self.settings.dataset_project_quota_bytes
         if declared_size and used + declared_size > quota:
             raise quota_exceeded(project, used, declared_size, quota)
-        return await self._create_version(principal, project, dataset_id, options, chunks, used)
+        return await self._create_version(principal, project, dataset_id, options, chunks, used,
+                                          declared_size)
 
     async def import_version(
         self, principal: Principal, parent: str, source_uri: str, options: IngestOptions
@@ -175,7 +176,7 @@ class DatasetApp:
         if used + info.size > quota:
             raise quota_exceeded(project, used, info.size, quota)
         return await self._create_version(
-            principal, project, dataset_id, options, self.objects.iter_object(key), used
+            principal, project, dataset_id, options, self.objects.iter_object(key), used, info.size
         )
 
     def _import_key(self, project: str, source_uri: str) -> str:
@@ -193,7 +194,7 @@ class DatasetApp:
 
     async def _create_version(
         self, principal: Principal, project: str, dataset_id: str, options: IngestOptions,
-        chunks: AsyncIterable[bytes], used_bytes: int,
+        chunks: AsyncIterable[bytes], used_bytes: int, declared_size: int,
     ) -> DatasetVersion:
         upload_id = uuid.uuid4().hex
         prefix = safe_key(OBJECT_ROOT, "projects", project, "datasets", dataset_id,
@@ -221,6 +222,7 @@ class DatasetApp:
                     chunks, object_store=self.objects, raw_key=raw_key, run_ingest=run_ingest,
                     canonical={split_path(workdir, split): key for split, key in canonical.items()},
                     max_bytes=min(max_bytes, quota - used_bytes), too_large=too_large,
+                    declared_size=declared_size,
                 )
                 result = stored.ingest
                 splits = [SplitInfo(split, result.split_rows.get(split, 0), self.objects.uri(key))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import janus
 
+from services.common.errors import InvalidArgument
 from services.common.objectstore import MiB, ObjectStore
 from services.dataset_svc.domain.ingest import IngestResult
 
@@ -78,10 +79,13 @@ async def store_and_ingest(
     canonical: Mapping[Path, str],
     max_bytes: int,
     too_large: Callable[[], Exception],
+    declared_size: int = 0,
 ) -> StoredUpload:
     """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread, and
     each file of `canonical` (local path -> key), which the ingest writes, to its key
-    as it grows; past `max_bytes`, raises `too_large()`.
+    as it grows; past `max_bytes`, raises `too_large()`. A `declared_size` (the header's
+    `size_bytes`) lets the raw upload skip a copy of each part; an upload that then
+    sends more or fewer bytes is refused.
 
     Whichever side fails first stops the others: a parse error aborts the multipart
     uploads (nothing is left in the bucket), a storage error or an oversize upload
@@ -109,13 +113,17 @@ async def store_and_ingest(
             size += len(chunk)
             if size > max_bytes:
                 raise too_large()
+            if declared_size and size > declared_size:
+                raise _size_mismatch(declared_size, f"more than {declared_size:,}")
             hasher.update(chunk)
             await hand_over(chunk)
             yield chunk
+        if declared_size and size != declared_size:
+            raise _size_mismatch(declared_size, f"{size:,}")
         await hand_over(_EOF)
 
-    uploads = [asyncio.ensure_future(
-        object_store.put_stream(raw_key, tee(), part_size=PART_BYTES, queue_chunks=2))]
+    uploads = [asyncio.ensure_future(object_store.put_stream(
+        raw_key, tee(), part_size=PART_BYTES, queue_chunks=2, length=declared_size or None))]
     uploads += [
         asyncio.ensure_future(object_store.put_stream(
             key, _growing_file(path, parser), content_type=PARQUET_TYPE,
@@ -140,6 +148,12 @@ async def store_and_ingest(
     finally:
         queue.close()
     return StoredUpload(size_bytes=size, sha256=hasher.hexdigest(), ingest=result)
+
+
+def _size_mismatch(declared: int, sent: str) -> InvalidArgument:
+    return InvalidArgument.field(
+        "header.size_bytes", f"the header declares {declared:,} bytes but the upload sent {sent}; "
+        "send the file's exact size, or 0 when it is not known")
 
 
 async def _growing_file(path: Path, writer: asyncio.Future) -> AsyncIterator[bytes]:

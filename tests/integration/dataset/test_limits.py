@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import grpc
 import pytest
@@ -56,6 +57,29 @@ async def test_declared_size_over_limit_is_refused_before_any_byte(dataset_svc):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await dataset_svc.upload(dataset.name, b"text\nhi\n", declared_size=MAX_UPLOAD + 1)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_an_upload_of_its_declared_size_is_stored_whole(dataset_svc):
+    dataset = await dataset_svc.create_dataset()
+    data = _csv(12 * 2**20)  # three parts of the raw copy
+    version = await dataset_svc.upload(dataset.name, data, chunk_size=700_000, declared_size=len(data))
+    assert version.size_bytes == len(data)
+    assert version.sha256 == hashlib.sha256(data).hexdigest()
+    raw_key = version.raw_uri.split("/", 3)[3]
+    assert (await dataset_svc.running.objects.stat(raw_key)).size == len(data)
+
+
+@pytest.mark.parametrize("difference", [-1, 1, -3 * 2**20], ids=["one-byte-more", "one-byte-less", "a-part-more"])
+async def test_an_upload_that_does_not_send_its_declared_size_is_refused(dataset_svc, difference):
+    dataset = await dataset_svc.create_dataset()
+    before = await dataset_svc.version_rows()
+    data = _csv(12 * 2**20)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dataset_svc.upload(dataset.name, data, chunk_size=2**20, declared_size=len(data) + difference)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "header.size_bytes" in err.value.details()
+    assert f"declares {len(data) + difference:,} bytes" in err.value.details()
+    await _nothing_stored(dataset_svc, dataset.name, before)
 
 
 async def test_storage_quota(dataset_svc):
