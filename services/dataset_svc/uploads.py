@@ -1,6 +1,7 @@
 """One pass over an upload: bytes go to object storage and through the ingest pipeline
-at the same time, and the canonical split files follow to object storage while they
-are being written, with memory bounded by a few chunks and parts."""
+at the same time, and the canonical train split follows to object storage while it is
+being written (the smaller splits right after), with memory bounded by a few chunks
+and parts."""
 
 from __future__ import annotations
 
@@ -82,8 +83,9 @@ async def store_and_ingest(
     declared_size: int = 0,
 ) -> StoredUpload:
     """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread, and
-    each file of `canonical` (local path -> key), which the ingest writes, to its key
-    as it grows; past `max_bytes`, raises `too_large()`. A `declared_size` (the header's
+    the first file of `canonical` (local path -> key), which the ingest writes, to its
+    key as it grows, the others once the ingest has ended; past `max_bytes`, raises
+    `too_large()`. A `declared_size` (the header's
     `size_bytes`) lets the raw upload skip a copy of each part; an upload that then
     sends more or fewer bytes is refused.
 
@@ -124,12 +126,16 @@ async def store_and_ingest(
 
     uploads = [asyncio.ensure_future(object_store.put_stream(
         raw_key, tee(), part_size=PART_BYTES, queue_chunks=2, length=declared_size or None))]
-    uploads += [
-        asyncio.ensure_future(object_store.put_stream(
-            key, _growing_file(path, parser), content_type=PARQUET_TYPE,
-            part_size=PART_BYTES, queue_chunks=1))
-        for path, key in canonical.items()
-    ]
+    async def upload_canonical(path: Path, key: str, after_parser: bool) -> None:
+        if after_parser:
+            await asyncio.wait({parser})
+        await object_store.put_stream(key, _growing_file(path, parser), content_type=PARQUET_TYPE,
+                                      part_size=PART_BYTES, queue_chunks=1)
+
+    # The first file (the train split, usually the largest by far) follows the ingest;
+    # the others are sent once it has ended, so that at most two uploads hold a part.
+    uploads += [asyncio.ensure_future(upload_canonical(path, key, after_parser=i > 0))
+                for i, (path, key) in enumerate(canonical.items())]
     try:
         await asyncio.gather(*uploads)
         result = await parser
