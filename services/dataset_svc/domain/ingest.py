@@ -69,8 +69,11 @@ from services.dataset_svc.domain.validation import IngestFailed, Issues
 
 __all__ = ["IngestFailed", "IngestLimits", "IngestResult", "ingest", "split_path"]
 
-WRITE_ROWS = 65_536  # rows buffered per split before a Parquet row group is written...
-WRITE_BYTES = 4 << 20  # ...or this many bytes, whichever comes first
+# Rows are buffered until a split has WRITE_ROWS of them or all splits together hold
+# WRITE_BYTES; then each split's buffer becomes a Parquet row group. Bounding the total
+# rather than each split keeps the small splits from holding a buffer each.
+WRITE_ROWS = 65_536
+WRITE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -257,16 +260,22 @@ class _Run:
             self.pending_rows[name] += count
             self.pending_bytes[name] += part.nbytes
             self.split_rows[name] += count
-            if self.pending_rows[name] >= WRITE_ROWS or self.pending_bytes[name] >= WRITE_BYTES:
-                self._flush(name)
+        if (max(self.pending_rows.values()) >= WRITE_ROWS
+                or sum(self.pending_bytes.values()) >= WRITE_BYTES):
+            self._flush()
 
-    def _flush(self, name: str) -> None:
-        if self.pending[name]:
-            self.writes.submit(self.writers[name].write_table,
-                               pa.Table.from_batches(self.pending[name]))
-            self.pending[name] = []
-            self.pending_rows[name] = 0
-            self.pending_bytes[name] = 0
+    def _flush(self) -> None:
+        """Hands the buffered rows to the writer thread: a row group for each split."""
+        tables = {name: pa.Table.from_batches(parts) for name, parts in self.pending.items() if parts}
+        if tables:
+            self.writes.submit(self._write, tables)
+        self.pending = {s: [] for s in SPLITS}
+        self.pending_rows = dict.fromkeys(SPLITS, 0)
+        self.pending_bytes = dict.fromkeys(SPLITS, 0)
+
+    def _write(self, tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            self.writers[name].write_table(table)
 
     # --- end -------------------------------------------------------------------------
 
@@ -295,8 +304,7 @@ class _Run:
                                    f"({', '.join(needed)}): add rows, merge the class or lower "
                                    "the split fractions", "CLASS_TOO_SMALL")
         issues.raise_if_any()
-        for name in SPLITS:
-            self._flush(name)
+        self._flush()
         self.writes.wait()
         self.close()
         used = self.resolved.used()
