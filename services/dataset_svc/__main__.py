@@ -8,16 +8,16 @@ import os
 # instead of spreading over two heaps.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
-import asyncio  # noqa: E402
-import ctypes  # noqa: E402
-import logging  # noqa: E402
+import asyncio
+import ctypes
+import logging
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from services.common.server import serve_forever  # noqa: E402
-from services.common.telemetry import setup_telemetry  # noqa: E402
-from services.dataset_svc import service  # noqa: E402
-from services.dataset_svc.settings import DatasetSettings  # noqa: E402
+from services.common.server import serve_forever
+from services.common.telemetry import setup_telemetry
+from services.dataset_svc import service
+from services.dataset_svc.settings import DatasetSettings
 
 # mallopt parameters, from malloc.h
 _M_MMAP_THRESHOLD = -3

@@ -85,9 +85,8 @@ async def store_and_ingest(
     """Streams `chunks` to `raw_key` while `run_ingest` parses them in a thread, and
     the first file of `canonical` (local path -> key), which the ingest writes, to its
     key as it grows, the others once the ingest has ended; past `max_bytes`, raises
-    `too_large()`. A `declared_size` (the header's
-    `size_bytes`) lets the raw upload skip a copy of each part; an upload that then
-    sends more or fewer bytes is refused.
+    `too_large()`. A `declared_size` (the header's `size_bytes`) spares the raw upload
+    two copies of each part; an upload that then sends more or fewer bytes is refused.
 
     Whichever side fails first stops the others: a parse error aborts the multipart
     uploads (nothing is left in the bucket), a storage error or an oversize upload
@@ -126,9 +125,12 @@ async def store_and_ingest(
 
     uploads = [asyncio.ensure_future(object_store.put_stream(
         raw_key, tee(), part_size=PART_BYTES, queue_chunks=2, length=declared_size or None))]
+
     async def upload_canonical(path: Path, key: str, after_parser: bool) -> None:
         if after_parser:
             await asyncio.wait({parser})
+            if parser.cancelled() or parser.exception() is not None:
+                return  # the ingest failed: nothing to send, and its error is raised below
         await object_store.put_stream(key, _growing_file(path, parser), content_type=PARQUET_TYPE,
                                       part_size=PART_BYTES, queue_chunks=1)
 
