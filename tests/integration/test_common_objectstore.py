@@ -65,6 +65,15 @@ async def test_put_stream_chunks_that_straddle_parts(object_store: ObjectStore):
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
 
 
+@pytest.mark.parametrize("declared", [12 * MiB - 1, 12 * MiB + 1], ids=["longer", "shorter"])
+async def test_put_stream_of_another_length_than_declared_leaves_nothing(object_store: ObjectStore, declared):
+    with pytest.raises(ValueError, match=f"{declared} bytes declared"):
+        await object_store.put_stream("mislength/obj.bin", _chunks(12), part_size=5 * MiB, length=declared)
+    with pytest.raises(NotFound):
+        await object_store.stat("mislength/obj.bin")
+    assert await object_store.pending_uploads("mislength/") == []
+
+
 async def test_small_stream_single_part(object_store: ObjectStore):
     async def few():
         yield b"hello "

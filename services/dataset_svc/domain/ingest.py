@@ -177,7 +177,7 @@ class _Run:
         self.writes = BackgroundCalls("ingest-write")  # encoding + zstd off the profiler's thread
         self.pending: dict[str, list[pa.RecordBatch]] = {s: [] for s in SPLITS}
         self.pending_rows: dict[str, int] = dict.fromkeys(SPLITS, 0)
-        self.pending_bytes: dict[str, int] = dict.fromkeys(SPLITS, 0)
+        self.pending_bytes = 0  # across the splits: that total is what is bounded
         self.split_rows: dict[str, int] = dict.fromkeys(SPLITS, 0)
         self.label_counts: dict[str, int] = {}
         self.empties: dict[str, int] = {}
@@ -258,10 +258,10 @@ class _Run:
             part = batch if count == n else batch.filter(pa.array(mask))
             self.pending[name].append(part)
             self.pending_rows[name] += count
-            self.pending_bytes[name] += part.nbytes
+            self.pending_bytes += part.nbytes
             self.split_rows[name] += count
         if (max(self.pending_rows.values()) >= WRITE_ROWS
-                or sum(self.pending_bytes.values()) >= WRITE_BYTES):
+                or self.pending_bytes >= WRITE_BYTES):
             self._flush()
 
     def _flush(self) -> None:
@@ -271,7 +271,7 @@ class _Run:
             self.writes.submit(self._write, tables)
         self.pending = {s: [] for s in SPLITS}
         self.pending_rows = dict.fromkeys(SPLITS, 0)
-        self.pending_bytes = dict.fromkeys(SPLITS, 0)
+        self.pending_bytes = 0
 
     def _write(self, tables: dict[str, pa.Table]) -> None:
         for name, table in tables.items():
